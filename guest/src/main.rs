@@ -1,0 +1,75 @@
+//! `cocoon-guest`: the only program in the cocoon guest, started by the
+//! kernel as `/init` (PID 1).
+//!
+//! It does the boot duties a distribution's init would do (mounts, kernel
+//! modules, the network), then serves HTTPS with a key made in memory. It
+//! never starts a shell: on a fatal error it prints why on the serial
+//! console and powers the VM off.
+
+mod acpi;
+mod console;
+mod modules;
+mod mounts;
+mod net;
+mod power;
+mod server;
+mod shutdown;
+mod tls;
+
+use anyhow::{Context, Result};
+
+/// The guest's HTTPS port; the host forwards to it.
+const HTTPS_PORT: u16 = 443;
+
+fn main() {
+    console::init();
+    power::install_panic_hook();
+    if std::process::id() != 1 {
+        eprintln!("cocoon-guest is the guest's /init and runs only as PID 1 (inside the image)");
+        std::process::exit(2);
+    }
+    let reason = match boot() {
+        Ok(()) => None,
+        Err(e) => Some(format!("{e:#}")),
+    };
+    match reason {
+        None => power::power_off(),
+        Some(reason) => power::fatal(&reason),
+    }
+}
+
+/// Everything from `/init` to a clean shutdown. Returning `Ok` means a
+/// shutdown was asked for; an error is fatal.
+fn boot() -> Result<()> {
+    console::event("init", &[]);
+    mounts::mount_early().context("mounting /proc, /sys and /dev")?;
+    let loaded = modules::load_all().context("loading kernel modules")?;
+    console::event("modules", &[("count", loaded.into())]);
+    shutdown::disable_ctrl_alt_del();
+
+    let lease = net::bring_up().context("configuring the network")?;
+    console::event(
+        "network",
+        &[
+            ("interface", lease.interface.clone().into()),
+            (
+                "address",
+                format!("{}/{}", lease.address, lease.prefix_len).into(),
+            ),
+            ("lease_s", lease.lease_secs.into()),
+        ],
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cocoon")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        shutdown::spawn_reaper()?;
+        net::spawn_lease_keeper(lease);
+        let stop = shutdown::listen().context("listening for shutdown requests")?;
+        let identity = tls::Identity::generate().context("creating the TLS key")?;
+        server::serve(HTTPS_PORT, identity, stop).await
+    })
+}

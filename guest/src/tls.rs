@@ -1,0 +1,50 @@
+//! The guest's TLS identity: a key pair made in memory at every boot.
+//!
+//! The private key never touches a disk and never leaves this process. The
+//! certificate is self-signed; clients do not trust it by a CA but by what
+//! is bound to it (the attestation report, once SNP is on).
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rustls::ServerConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use sha2::{Digest, Sha256};
+
+pub struct Identity {
+    pub server_config: Arc<ServerConfig>,
+    /// SHA-256 of the certificate's DER: what the host pins in dev mode.
+    pub cert_sha256: String,
+}
+
+impl Identity {
+    pub fn generate() -> Result<Self> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .context("generating a P-256 key")?;
+        let mut params = rcgen::CertificateParams::new(vec!["cocoon.local".to_string()])
+            .context("certificate parameters")?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "cocoon guest");
+        let cert = params
+            .self_signed(&key)
+            .context("self-signing the certificate")?;
+        let cert_der: CertificateDer<'static> = cert.der().clone();
+        let cert_sha256 = hex::encode(Sha256::digest(&cert_der));
+        let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .context("TLS 1.3 with the ring provider")?
+            .with_no_client_auth()
+            .with_single_cert(vec![cert_der], key_der)
+            .context("installing the certificate")?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tracing::info!(cert_sha256 = %cert_sha256, "TLS key created in memory");
+        Ok(Identity {
+            server_config: Arc::new(config),
+            cert_sha256,
+        })
+    }
+}

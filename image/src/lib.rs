@@ -1,0 +1,30 @@
+//! The cocoon guest image: what goes into it and how it is described.
+//!
+//! Everything here is deterministic by construction: the same pinned inputs
+//! and the same guest binary give the same bytes, whatever the machine, the
+//! path, the time of day or the umask. `xtask` drives these pieces; the host
+//! CLI reads the [`manifest`] to check an image before it boots it.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`digest`] | SHA-256 values and file hashing |
+//! | [`lock`] | `image/inputs.lock`: every outside input, pinned by sha256 |
+//! | [`apt`] | a private apt configuration that reuses the system's mirror |
+//! | [`cache`] | the content-addressed store of fetched inputs |
+//! | [`deb`] | reading files out of Debian packages |
+//! | [`kmod`] | kernel module metadata and load order |
+//! | [`newc`] | the cpio "newc" archive format |
+//! | [`initramfs`] | assembling and compressing the initramfs |
+//! | [`profile`] | the image profiles (what each one contains) |
+//! | [`manifest`] | `manifest.json`: what a built image is made of |
+
+pub mod apt;
+pub mod cache;
+pub mod deb;
+pub mod digest;
+pub mod initramfs;
+pub mod kmod;
+pub mod lock;
+pub mod manifest;
+pub mod newc;
+pub mod profile;

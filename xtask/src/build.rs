@@ -1,0 +1,286 @@
+//! `cargo xtask build`: pinned inputs + `/init` → a bootable, described image.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use cocoon_image::cache::Cache;
+use cocoon_image::digest::Sha256;
+use cocoon_image::initramfs::{self, Initramfs};
+use cocoon_image::kmod;
+use cocoon_image::lock::{InputsLock, PinnedPackage};
+use cocoon_image::manifest::{
+    self, Artifact, BuildInfo, GitInfo, InitramfsInfo, MANIFEST_FILE, MANIFEST_SCHEMA, Manifest,
+};
+use cocoon_image::profile::{self, Profile};
+use xshell::Shell;
+
+use crate::inputs::Fetcher;
+use crate::progress::Step;
+use crate::{env, guest};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Image profile to build.
+    #[arg(long, default_value = "cpu")]
+    pub profile: String,
+    /// Output directory [default: target/cocoon/<profile>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub const LOCK_PATH: &str = "image/inputs.lock";
+
+/// The kernel release a package's `boot/vmlinuz-<release>` names.
+pub fn kernel_release(pkg: &PinnedPackage) -> Result<(String, String)> {
+    pkg.files
+        .iter()
+        .find_map(|f| {
+            Some((
+                f.path.clone(),
+                f.path.strip_prefix("boot/vmlinuz-")?.to_string(),
+            ))
+        })
+        .with_context(|| {
+            format!(
+                "input `{}` pins no boot/vmlinuz-*: run `cargo xtask lock`",
+                pkg.name
+            )
+        })
+}
+
+/// The kernel and the modules a profile loads, verified, in load order.
+struct KernelParts {
+    release: String,
+    vmlinuz: PathBuf,
+    /// `(path under /lib/modules/<release>/, cache path)` in load order.
+    modules: Vec<(String, PathBuf)>,
+    modules_dep: String,
+}
+
+fn kernel_parts(
+    fetcher: &mut Fetcher,
+    pkg: &PinnedPackage,
+    profile: &Profile,
+) -> Result<KernelParts> {
+    let files = fetcher.files(pkg)?;
+    let (vmlinuz_path, release) = kernel_release(pkg)?;
+    let prefix = format!("lib/modules/{release}/");
+    let mut infos = BTreeMap::new();
+    let mut rel_path = BTreeMap::new();
+    let mut cache_path = BTreeMap::new();
+    for (path, blob) in &files {
+        let Some(rel) = path.strip_prefix(&prefix) else {
+            continue;
+        };
+        if kmod::name_from_path(path).is_none() {
+            continue;
+        }
+        let bytes = fs::read(blob)?;
+        let info = kmod::modinfo(path, &bytes)?;
+        kmod::check_vermagic(path, &info, &release)?;
+        rel_path.insert(info.name.clone(), rel.to_string());
+        cache_path.insert(info.name.clone(), blob.clone());
+        infos.insert(info.name.clone(), info);
+    }
+    let order = kmod::load_order(profile.modules, &infos)?;
+    let modules_dep = kmod::modules_dep(&order, &infos, &rel_path);
+    Ok(KernelParts {
+        release,
+        vmlinuz: files[&vmlinuz_path].clone(),
+        modules: order
+            .iter()
+            .map(|m| (rel_path[m].clone(), cache_path[m].clone()))
+            .collect(),
+        modules_dep,
+    })
+}
+
+/// Writes `bytes` to `path` unless it already holds them (keeps mtimes of
+/// unchanged artifacts, and a no-op build writes nothing).
+fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
+    if fs::read(path).ok().as_deref() == Some(bytes) {
+        return Ok(false);
+    }
+    let dir = path.parent().context("artifact paths have a parent")?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(true)
+}
+
+pub struct Built {
+    pub dir: PathBuf,
+}
+
+pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
+    let started = Instant::now();
+    let profile = profile::by_name(&args.profile).with_context(|| {
+        let names: Vec<_> = profile::ALL.iter().map(|p| p.name).collect();
+        format!(
+            "unknown profile `{}`; profiles: {}",
+            args.profile,
+            names.join(", ")
+        )
+    })?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| crate::default_image_dir(root, profile.name));
+    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let out = out.canonicalize()?;
+    // One build at a time per output directory (tests build concurrently).
+    let lock_file = fs::File::create(out.join(".build.lock"))?;
+    lock_file.lock().context("locking the output directory")?;
+
+    let lock = InputsLock::load(&root.join(LOCK_PATH))?;
+    let kernel_pkg = lock.package(profile.kernel_input)?;
+    let mut fetcher = Fetcher::new(
+        Cache::open_default()?,
+        &lock,
+        &root.join("target/cocoon/apt"),
+    );
+    let kernel = kernel_parts(&mut fetcher, kernel_pkg, profile)?;
+
+    let git = env::git_info(sh, root)?;
+    let guest = guest::build(sh, root, git.source_date_epoch)?;
+
+    let mut tree = Initramfs::new();
+    tree.add_char_dev("dev/console", 0o600, 5, 1)?;
+    tree.add_file("init", 0o755, fs::read(&guest.path)?)?;
+    let moddir = format!("lib/modules/{}", kernel.release);
+    for (rel, blob) in &kernel.modules {
+        tree.add_file(&format!("{moddir}/{rel}"), 0o644, fs::read(blob)?)?;
+    }
+    tree.add_file(
+        &format!("{moddir}/modules.dep"),
+        0o644,
+        kernel.modules_dep.clone().into_bytes(),
+    )?;
+    let cpio = tree.cpio(git.source_date_epoch as u32);
+    let cpio_sha = Sha256::of(&cpio);
+
+    // Compression is the slow part: reuse the last result when the archive
+    // is the same and the image on disk still matches its manifest.
+    let previous = Manifest::load(&out).ok();
+    let reusable = previous.as_ref().is_some_and(|m| {
+        m.initramfs.uncompressed_sha256 == cpio_sha
+            && m.artifact(manifest::INITRD).is_some_and(|a| {
+                Sha256::of_file(&out.join(manifest::INITRD)).ok() == Some((a.sha256, a.size))
+            })
+    });
+    let initrd = if reusable {
+        fs::read(out.join(manifest::INITRD))?
+    } else {
+        let step = Step::start(format!(
+            "compressing the initramfs (zstd -{})",
+            initramfs::ZSTD_LEVEL
+        ));
+        let c = initramfs::compress(&cpio)?;
+        step.done(&format!("{} → {} bytes", cpio.len(), c.len()));
+        c
+    };
+    if initrd.len() as u64 > profile.initrd_budget {
+        bail!(
+            "initrd.img is {} bytes, over the {} profile's budget of {} bytes: see BENCHMARKS.md before raising it",
+            initrd.len(),
+            profile.name,
+            profile.initrd_budget
+        );
+    }
+    profile::check_cmdline(profile.cmdline).map_err(anyhow::Error::msg)?;
+    let vmlinuz = fs::read(&kernel.vmlinuz)?;
+
+    let artifacts: Vec<(&str, &[u8])> = vec![
+        (manifest::KERNEL, &vmlinuz),
+        (manifest::INITRD, &initrd),
+        (manifest::CMDLINE, profile.cmdline.as_bytes()),
+    ];
+    let mut changed = 0;
+    for (name, bytes) in &artifacts {
+        changed += write_if_changed(&out.join(name), bytes)? as usize;
+    }
+    let manifest = Manifest {
+        schema: MANIFEST_SCHEMA,
+        name: "cocoon".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        profile: profile.name.into(),
+        git: GitInfo {
+            commit: git.commit,
+            dirty: git.dirty,
+        },
+        source_date_epoch: git.source_date_epoch,
+        build: BuildInfo {
+            rustc: env::rustc_version(sh)?,
+            cargo: env::cargo_version(sh)?,
+            target: guest::TARGET.into(),
+            cc: env::cc_version(sh)?,
+            libc: env::libc_version(sh)?,
+            cargo_profile: guest::CARGO_PROFILE.into(),
+            rustflags: guest.recorded_rustflags,
+        },
+        cmdline: profile.cmdline.into(),
+        inputs: vec![used_input(kernel_pkg, &kernel)],
+        artifacts: artifacts
+            .iter()
+            .map(|(name, bytes)| Artifact {
+                name: name.to_string(),
+                sha256: Sha256::of(bytes),
+                size: bytes.len() as u64,
+            })
+            .collect(),
+        initramfs: InitramfsInfo {
+            compression: format!(
+                "zstd {} level {}",
+                initramfs::zstd_version(),
+                initramfs::ZSTD_LEVEL
+            ),
+            uncompressed_size: cpio.len() as u64,
+            uncompressed_sha256: cpio_sha,
+            files: tree.listing(),
+        },
+    };
+    changed += write_if_changed(&out.join(MANIFEST_FILE), manifest.to_json().as_bytes())? as usize;
+    manifest.verify_artifacts(&out)?;
+
+    let mib = |n: usize| n as f64 / (1 << 20) as f64;
+    eprintln!(
+        "xtask: image {} ({}) in {}: vmlinuz {:.1} MiB, initrd.img {:.2} MiB (budget {:.0} MiB), {}{}",
+        profile.name,
+        &manifest.git.commit[..12.min(manifest.git.commit.len())],
+        out.display(),
+        mib(vmlinuz.len()),
+        mib(initrd.len()),
+        mib(profile.initrd_budget as usize),
+        if changed == 0 { "unchanged" } else { "updated" },
+        if manifest.git.dirty {
+            " (uncommitted changes: not reproducible from the commit)"
+        } else {
+            ""
+        },
+    );
+    eprintln!("xtask: build took {:.1} s", started.elapsed().as_secs_f64());
+    Ok(Built { dir: out })
+}
+
+/// The kernel input as the manifest records it: only the files the image uses.
+fn used_input(pkg: &PinnedPackage, kernel: &KernelParts) -> PinnedPackage {
+    let used: Vec<String> = kernel
+        .modules
+        .iter()
+        .map(|(rel, _)| format!("lib/modules/{}/{rel}", kernel.release))
+        .chain([format!("boot/vmlinuz-{}", kernel.release)])
+        .collect();
+    PinnedPackage {
+        files: pkg
+            .files
+            .iter()
+            .filter(|f| used.contains(&f.path))
+            .cloned()
+            .collect(),
+        ..pkg.clone()
+    }
+}

@@ -1,0 +1,66 @@
+//! `cargo xtask <step>`: the cocoon pipeline as an ordinary Rust program.
+//!
+//! One module per step; the libraries (`cocoon-image`, ...) hold the logic,
+//! this crate wires it to a command line and to the tools it runs.
+
+mod build;
+mod demo;
+mod env;
+mod guest;
+mod inputs;
+mod lock;
+mod progress;
+mod setup;
+mod test;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "The cocoon build pipeline", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the guest image: vmlinuz, initrd.img, cmdline and manifest.json.
+    ///
+    /// Inputs are fetched through a private apt configuration that uses the
+    /// system's mirror, checked against image/inputs.lock and cached in
+    /// $XDG_CACHE_HOME/cocoon. The result is byte-for-byte reproducible.
+    Build(build::Args),
+    /// Build the image, boot it without SEV and show it answering, then stop it.
+    ///
+    /// As root, installs the system packages it needs first; otherwise it
+    /// prints the command that would.
+    Demo(demo::Args),
+    /// Re-pin image/inputs.lock to what the mirror serves now.
+    Lock(lock::Args),
+    /// Install (as root) or list the system packages the pipeline and the tests need.
+    Setup(setup::Args),
+    /// Run every check CI runs: formatting, clippy, and all tests.
+    Test(test::Args),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let sh = xshell::Shell::new()?;
+    let root = env::workspace_root()?;
+    sh.change_dir(&root);
+    match cli.command {
+        Command::Build(args) => build::run(&sh, &root, &args).map(|_| ()),
+        Command::Demo(args) => demo::run(&sh, &root, &args),
+        Command::Lock(args) => lock::run(&sh, &root, &args),
+        Command::Setup(args) => setup::run(&sh, &args),
+        Command::Test(args) => test::run(&sh, &root, &args),
+    }
+}
+
+/// `target/cocoon/<profile>`, the default place of a built image.
+pub fn default_image_dir(root: &std::path::Path, profile: &str) -> PathBuf {
+    root.join("target").join("cocoon").join(profile)
+}

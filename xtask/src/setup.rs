@@ -1,0 +1,130 @@
+//! The system packages the pipeline, the dev boot and the tests need.
+//!
+//! QEMU comes from bookworm-backports (10.x: `sev-snp-guest`, and a q35
+//! that boots our image); the apt source for it is written with the mirror
+//! the system already uses.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use xshell::{Shell, cmd};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Only print what is missing and the commands that would install it.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `(package, suite, a shell test that passes when it is installed)`.
+const PACKAGES: &[(&str, Option<&str>, &str)] = &[
+    // 9.1 is the first QEMU with `sev-snp-guest` and kernel hashes.
+    (
+        "qemu-system-x86",
+        Some("bookworm-backports"),
+        "v=$(qemu-system-x86_64 --version | sed -n 's/^QEMU emulator version \\([0-9]*\\.[0-9]*\\).*/\\1/p'); \
+         [ -n \"$v\" ] && [ \"$(printf '%s\\n9.1\\n' \"$v\" | sort -V | head -1)\" = 9.1 ]",
+    ),
+    ("build-essential", None, "command -v cc && command -v make"),
+    ("dpkg-dev", None, "command -v dpkg-deb"),
+];
+
+const BACKPORTS_SOURCE: &str = "/etc/apt/sources.list.d/cocoon-backports.sources";
+
+fn installed(sh: &Shell, test: &str) -> bool {
+    cmd!(sh, "sh -c {test}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
+}
+
+/// The packages not yet installed.
+pub fn missing(sh: &Shell) -> Vec<(&'static str, Option<&'static str>)> {
+    PACKAGES
+        .iter()
+        .filter(|(_, _, tool)| !installed(sh, tool))
+        .map(|(p, s, _)| (*p, *s))
+        .collect()
+}
+
+fn backports_source() -> Result<String> {
+    let mirror = cocoon_image::apt::system_mirror()?;
+    Ok(format!(
+        "Types: deb\nURIs: {mirror}\nSuites: bookworm-backports\nComponents: main\n\
+         Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    ))
+}
+
+fn install_commands(missing: &[(&str, Option<&str>)]) -> Vec<String> {
+    let mut cmds = Vec::new();
+    if missing.iter().any(|(_, s)| s.is_some()) && !Path::new(BACKPORTS_SOURCE).exists() {
+        cmds.push(format!(
+            "printf 'Types: deb\\nURIs: <your Debian mirror>\\nSuites: bookworm-backports\\nComponents: main\\n\
+             Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\\n' > {BACKPORTS_SOURCE}"
+        ));
+    }
+    cmds.push("apt-get update".into());
+    for (p, suite) in missing {
+        match suite {
+            Some(s) => cmds.push(format!("apt-get install -y -t {s} {p}")),
+            None => cmds.push(format!("apt-get install -y {p}")),
+        }
+    }
+    cmds
+}
+
+/// Installs what is missing when running as root; otherwise fails with the
+/// commands to run.
+pub fn ensure(sh: &Shell) -> Result<()> {
+    let missing = missing(sh);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "missing system packages: {}. As root, run `cargo xtask setup`, or:\n  {}",
+            names.join(", "),
+            install_commands(&missing).join("\n  ")
+        );
+    }
+    eprintln!("xtask: installing {}", names.join(", "));
+    if missing.iter().any(|(_, s)| s.is_some()) && !Path::new(BACKPORTS_SOURCE).exists() {
+        std::fs::write(BACKPORTS_SOURCE, backports_source()?)
+            .with_context(|| format!("writing {BACKPORTS_SOURCE}"))?;
+    }
+    let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
+    cmd!(sh, "apt-get update -q")
+        .run()
+        .context("apt-get update")?;
+    for (p, suite) in &missing {
+        match suite {
+            Some(s) => cmd!(
+                sh,
+                "apt-get install -y -q --no-install-recommends -t {s} {p}"
+            )
+            .run(),
+            None => cmd!(sh, "apt-get install -y -q --no-install-recommends {p}").run(),
+        }
+        .with_context(|| format!("installing {p}"))?;
+    }
+    Ok(())
+}
+
+pub fn run(sh: &Shell, args: &Args) -> Result<()> {
+    let missing = missing(sh);
+    if missing.is_empty() {
+        eprintln!("xtask: every system package is installed");
+        return Ok(());
+    }
+    if args.check {
+        eprintln!(
+            "xtask: missing; as root run:\n  {}",
+            install_commands(&missing).join("\n  ")
+        );
+        return Ok(());
+    }
+    ensure(sh)
+}
