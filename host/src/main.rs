@@ -1,1 +1,58 @@
-fn main() {}
+//! `cocoon-host`: what a GPU provider runs to boot cocoon images.
+//!
+//! `boot --dev` boots an image without SEV (KVM when the machine really has
+//! it, TCG otherwise): the development and test path. `stop` asks a running
+//! VM to power off. The SEV-SNP boot, `preflight` and `attest` come with the
+//! SNP launch work.
+
+mod accel;
+mod boot;
+mod health;
+mod qemu;
+mod qmp;
+mod rundir;
+mod serial;
+mod stop;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cocoon-host",
+    version,
+    about = "Boot and supervise cocoon guest images"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot an image and supervise it until it is stopped.
+    ///
+    /// Every artifact is checked against the image's manifest.json before
+    /// QEMU starts. The command waits until the guest answers GET /health
+    /// over TLS, prints its URL, and stays in the foreground: Ctrl-C (or
+    /// `cocoon-host stop`) powers the VM off cleanly.
+    Boot(boot::Args),
+    /// Power off a VM started by `cocoon-host boot`.
+    Stop(stop::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Boot(args) => boot::run(&args),
+        Command::Stop(args) => stop::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cocoon-host: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

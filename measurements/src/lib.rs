@@ -1,3 +1,9 @@
-//! SEV-SNP launch measurements, attestation-report verification and the TON
-//! registry client. Empty until the SNP launch work lands (issue 3): the
-//! vertical slice boots without SEV and measures nothing yet.
+//! How a client decides to trust a cocoon guest.
+//!
+//! Today: [`pinned::PinnedCertVerifier`], the development-mode check that
+//! the server holds the key whose certificate the guest announced. The SEV-SNP
+//! launch digest, report verification against AMD's roots and the TON
+//! registry client come with the SNP work (issue 3 onward) and plug in as
+//! further `rustls` verifiers beside it.
+
+pub mod pinned;

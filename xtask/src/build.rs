@@ -107,6 +107,12 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
     let dir = path.parent().context("artifact paths have a parent")?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     std::io::Write::write_all(&mut tmp, bytes)?;
+    // Fixed permissions, whatever the umask: the image directory is
+    // compared across builds and copied into releases.
+    fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )?;
     tmp.persist(path)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(true)
