@@ -54,10 +54,10 @@ fn parse_response(raw: &[u8]) -> Result<(u16, String)> {
             .eq_ignore_ascii_case("content-length")
             .then(|| v.trim().parse::<usize>().ok())?
     });
-    if let Some(n) = length {
-        if body.len() != n {
-            bail!("truncated response: {} of {n} bytes", body.len());
-        }
+    if let Some(n) = length
+        && body.len() != n
+    {
+        bail!("truncated response: {} of {n} bytes", body.len());
     }
     Ok((status, body.to_string()))
 }

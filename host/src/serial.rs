@@ -44,23 +44,22 @@ pub fn follow(path: &Path) -> Receiver<ConsoleLine> {
         let mut pos = 0u64;
         let mut pending = Vec::new();
         loop {
-            if let Ok(mut f) = File::open(&path) {
-                if f.seek(SeekFrom::Start(pos)).is_ok() {
-                    let mut buf = Vec::new();
-                    if let Ok(n) = f.read_to_end(&mut buf) {
-                        pos += n as u64;
-                        pending.extend_from_slice(&buf);
-                    }
-                }
+            let mut buf = Vec::new();
+            if let Ok(mut f) = File::open(&path)
+                && f.seek(SeekFrom::Start(pos)).is_ok()
+                && let Ok(n) = f.read_to_end(&mut buf)
+            {
+                pos += n as u64;
+                pending.extend_from_slice(&buf);
             }
             let now = Instant::now();
             while let Some(i) = pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=i).collect();
                 let line = String::from_utf8_lossy(&line);
-                if let Some(c) = classify(line.trim_end_matches(['\r', '\n']), now) {
-                    if tx.send(c).is_err() {
-                        return;
-                    }
+                if let Some(c) = classify(line.trim_end_matches(['\r', '\n']), now)
+                    && tx.send(c).is_err()
+                {
+                    return;
                 }
             }
             std::thread::sleep(Duration::from_millis(10));

@@ -1,0 +1,65 @@
+//! End to end: `cargo xtask build` → `cocoon-host boot --dev` → HTTPS
+//! `/health` → a clean power-off. Runs under KVM where the host has it and
+//! under TCG otherwise; always runs.
+
+use std::time::Duration;
+
+use cocoon_tests::vm::BootedVm;
+use cocoon_tests::{host_bin, image, require_qemu};
+
+#[test]
+fn boots_answers_over_tls_and_stops_via_the_stop_command() {
+    require_qemu();
+    let mut vm = BootedVm::boot(image(), "e2e-stop");
+    let ready = vm.wait_for("ready", Duration::from_secs(1));
+    let timeline = &ready["timeline"];
+    eprintln!("accel {}, timeline {timeline}", ready["accel"]);
+    for k in ["qemu_and_firmware_ms", "kernel_ms", "init_to_listening_ms", "total_ms"] {
+        assert!(timeline[k].as_u64().is_some(), "timeline lacks {k}: {timeline}");
+    }
+
+    // The guest answers a client that pins its announced certificate...
+    let (status, body) = vm.get("/health", &vm.cert_sha256).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    let (status, _) = vm.get("/no-such-path", &vm.cert_sha256).unwrap();
+    assert_eq!(status, 404);
+    // ...and the pin is real: another fingerprint fails the handshake.
+    let err = vm.get("/health", &"0".repeat(64)).unwrap_err();
+    assert!(err.contains("not the pinned"), "{err}");
+
+    // A second VM under the same name is refused before anything starts.
+    let second = std::process::Command::new(host_bin())
+        .args(["boot", "--dev", "--port", "0", "--name", &vm.name, "--run-dir"])
+        .arg(&vm.run_dir)
+        .arg("--image")
+        .arg(image())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already running"));
+
+    let stop = std::process::Command::new(host_bin())
+        .args(["stop", "--name", &vm.name, "--run-dir"])
+        .arg(&vm.run_dir)
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{}", String::from_utf8_lossy(&stop.stderr));
+    let status = vm.wait(Duration::from_secs(60));
+    assert!(status.success(), "cocoon-host boot exited with {status}: {:#?}", vm.events);
+    let stopped = vm.wait_for("stopped", Duration::from_secs(1));
+    assert_eq!(stopped["clean"], true);
+    let serial = std::fs::read_to_string(vm.run_dir.join("serial.log")).unwrap();
+    assert!(serial.contains(r#""event":"stopping","reason":"ACPI button/power""#), "{serial}");
+}
+
+#[test]
+fn ctrl_c_powers_the_guest_off_cleanly() {
+    require_qemu();
+    let mut vm = BootedVm::boot(image(), "e2e-ctrl-c");
+    vm.signal(libc::SIGINT);
+    let status = vm.wait(Duration::from_secs(60));
+    assert!(status.success(), "cocoon-host boot exited with {status}: {:#?}", vm.events);
+    assert_eq!(vm.wait_for("stopped", Duration::from_secs(1))["clean"], true);
+}

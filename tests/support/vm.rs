@@ -1,0 +1,144 @@
+//! A VM booted with the real `cocoon-host boot --dev --json`, for tests.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct BootedVm {
+    child: Child,
+    lines: Receiver<Value>,
+    /// Every JSON line `cocoon-host` printed so far.
+    pub events: Vec<Value>,
+    pub name: String,
+    pub run_dir: PathBuf,
+    pub port: u16,
+    pub cert_sha256: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl BootedVm {
+    /// Boots `image` under a fresh name and run directory; waits for `ready`.
+    pub fn boot(image: &Path, name: &str) -> BootedVm {
+        let tmp = tempfile::tempdir().unwrap();
+        let run_dir = tmp.path().join("run");
+        let mut child = Command::new(crate::host_bin())
+            .args(["boot", "--dev", "--json", "--port", "0", "--memory", "512M", "--name", name, "--run-dir"])
+            .arg(&run_dir)
+            .arg("--image")
+            .arg(image)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting cocoon-host");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut vm = BootedVm {
+            child,
+            lines,
+            events: Vec::new(),
+            name: name.to_string(),
+            run_dir,
+            port: 0,
+            cert_sha256: String::new(),
+            _tmp: tmp,
+        };
+        let ready = vm.wait_for("ready", Duration::from_secs(240));
+        let url = ready["url"].as_str().unwrap();
+        vm.port = url.rsplit(':').next().unwrap().parse().unwrap();
+        vm.cert_sha256 = ready["cert_sha256"].as_str().unwrap().to_string();
+        vm
+    }
+
+    /// Waits for a `cocoon-host` event; panics with what was seen on timeout.
+    pub fn wait_for(&mut self, event: &str, within: Duration) -> Value {
+        let end = Instant::now() + within;
+        loop {
+            if let Some(v) = self.events.iter().find(|v| v["event"] == event) {
+                return v.clone();
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left.max(Duration::from_millis(1))) {
+                Ok(v) => self.events.push(v),
+                Err(_) => panic!(
+                    "no `{event}` from cocoon-host within {within:?}; saw {:#?}\nserial console:\n{}",
+                    self.events,
+                    std::fs::read_to_string(self.run_dir.join("serial.log")).unwrap_or_default()
+                ),
+            }
+        }
+    }
+
+    /// Sends a signal to `cocoon-host` (SIGINT is Ctrl-C).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// Waits for `cocoon-host` to exit; collects the rest of its events.
+    pub fn wait(&mut self, within: Duration) -> ExitStatus {
+        let end = Instant::now() + within;
+        loop {
+            while let Ok(v) = self.lines.try_recv() {
+                self.events.push(v);
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                while let Ok(v) = self.lines.try_recv() {
+                    self.events.push(v);
+                }
+                return status;
+            }
+            assert!(Instant::now() < end, "cocoon-host did not exit within {within:?}: {:#?}", self.events);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `GET path` over TLS, trusting only `cert_sha256`.
+    pub fn get(&self, path: &str, cert_sha256: &str) -> Result<(u16, String), String> {
+        https_get(self.port, path, cert_sha256)
+    }
+}
+
+impl Drop for BootedVm {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A minimal HTTPS GET on loopback that trusts one certificate by its SHA-256.
+pub fn https_get(port: u16, path: &str, cert_sha256: &str) -> Result<(u16, String), String> {
+    let config = cocoon_measurements::pinned::PinnedCertVerifier::client_config(cert_sha256)?;
+    let name = rustls::pki_types::ServerName::try_from("cocoon.local").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    write!(tls, "GET {path} HTTP/1.1\r\nHost: cocoon.local\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    if let Err(e) = tls.read_to_end(&mut raw)
+        && (e.kind() != std::io::ErrorKind::UnexpectedEof || raw.is_empty())
+    {
+        return Err(e.to_string());
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no header end")?;
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no status")?;
+    Ok((status, body.to_string()))
+}

@@ -1,0 +1,139 @@
+//! Tampering is refused before anything boots: a flipped byte in an image
+//! artifact (checked by `cocoon-host`) or in a cached input (checked by
+//! `cargo xtask build`), with a message naming the file.
+
+use std::path::Path;
+use std::process::Command;
+
+use cocoon_image::digest::Sha256;
+use cocoon_image::lock::InputsLock;
+use cocoon_tests::{copy_image, flip_byte, host_bin, image, root};
+
+fn boot_tampered(file: &str) -> (String, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap().keep();
+    let img = tmp.join("image");
+    copy_image(image(), &img);
+    flip_byte(&img.join(file));
+    let run_dir = tmp.join("run");
+    let out = Command::new(host_bin())
+        .args(["boot", "--dev", "--port", "0", "--name", "tamper", "--run-dir"])
+        .arg(&run_dir)
+        .arg("--image")
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a tampered {file} booted");
+    (String::from_utf8_lossy(&out.stderr).into_owned(), run_dir)
+}
+
+#[test]
+fn a_flipped_byte_in_an_artifact_is_refused_before_qemu_starts() {
+    for file in ["initrd.img", "vmlinuz", "cmdline"] {
+        let (err, run_dir) = boot_tampered(file);
+        assert!(err.contains(file) && err.contains("does not match"), "{file}: {err}");
+        assert!(err.contains("refusing to boot"), "{err}");
+        assert!(!run_dir.join("serial.log").exists(), "QEMU ran for a tampered {file}");
+    }
+}
+
+#[test]
+fn a_manifest_that_lies_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("image");
+    copy_image(image(), &img);
+    let manifest_path = img.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest_path).unwrap();
+    let m = cocoon_image::manifest::Manifest::parse(&text, "x").unwrap();
+    let real = m.artifact("initrd.img").unwrap().sha256.to_hex();
+    std::fs::write(&manifest_path, text.replace(&real, &"ab".repeat(32))).unwrap();
+    let out = Command::new(host_bin())
+        .args(["boot", "--dev", "--port", "0", "--name", "liar", "--run-dir"])
+        .arg(tmp.path().join("run"))
+        .arg("--image")
+        .arg(&img)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("initrd.img") && err.contains("does not match"), "{err}");
+}
+
+/// Copies the cached blobs of every pinned input file into a private cache.
+fn private_cache(dest: &Path) -> InputsLock {
+    image(); // populates the shared cache
+    let lock = InputsLock::load(&root().join("image/inputs.lock")).unwrap();
+    let shared = cocoon_image::cache::Cache::open_default().unwrap();
+    let private = cocoon_image::cache::Cache::at(dest);
+    for f in lock.packages.iter().flat_map(|p| &p.files) {
+        let blob = shared.get(&f.sha256, &f.path).unwrap().expect("the build cached every pinned file");
+        private.put_file(&blob, &f.sha256, &f.path).unwrap();
+    }
+    lock
+}
+
+#[test]
+fn a_flipped_byte_in_a_cached_input_is_refused_with_both_hashes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache_dir = tmp.path().join("cache");
+    let lock = private_cache(&cache_dir);
+    let vmlinuz = lock.packages[0].files.iter().find(|f| f.path.starts_with("boot/vmlinuz-")).unwrap();
+    let blob = cocoon_image::cache::Cache::at(&cache_dir).blob_path(&vmlinuz.sha256);
+    flip_byte(&blob);
+    let (actual, _) = Sha256::of_file(&blob).unwrap();
+
+    let out = Command::new(env!("CARGO"))
+        .current_dir(root())
+        .env("COCOON_CACHE_DIR", &cache_dir)
+        .args(["xtask", "build", "--out"])
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "built from a corrupted cache");
+    assert!(err.contains("corrupted") && err.contains(&blob.display().to_string()), "{err}");
+    assert!(err.contains(&vmlinuz.sha256.to_hex()) && err.contains(&actual.to_hex()), "{err}");
+    assert!(err.contains(&vmlinuz.path), "the message names the input: {err}");
+    assert!(!tmp.path().join("out/initrd.img").exists());
+}
+
+#[test]
+fn a_lock_that_disagrees_with_the_package_is_refused() {
+    // A pin for a file whose bytes differ from the package's: the file is
+    // missing from the cache, so it is extracted from the .deb and checked.
+    let tmp = tempfile::tempdir().unwrap();
+    let cache_dir = tmp.path().join("cache");
+    let mut lock = private_cache(&cache_dir);
+    let cache = cocoon_image::cache::Cache::at(&cache_dir);
+    let deb = lock.packages[0].clone();
+    let shared = cocoon_image::cache::Cache::open_default().unwrap();
+    if let Some(p) = shared.get(&deb.sha256, "kernel .deb").unwrap() {
+        cache.put_file(&p, &deb.sha256, "kernel .deb").unwrap();
+    } else {
+        // The shared cache only has the extracted files (it was filled
+        // from another cache): nothing to check the lock against offline.
+        eprintln!("skipped: the kernel .deb is not cached on this machine");
+        return;
+    }
+    let module = lock.packages[0].files.iter_mut().find(|f| f.path.ends_with("button.ko.xz")).unwrap();
+    let lie = Sha256::of(b"not the module");
+    module.sha256 = lie;
+    let checkout = tmp.path().join("checkout");
+    copy_checkout(&checkout);
+    std::fs::write(checkout.join("image/inputs.lock"), lock.to_toml()).unwrap();
+    let out = Command::new(env!("CARGO"))
+        .current_dir(&checkout)
+        .env("COCOON_CACHE_DIR", &cache_dir)
+        .env("CARGO_TARGET_DIR", root().join("target"))
+        .args(["xtask", "build", "--out"])
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("button.ko.xz") && err.contains(&lie.to_hex()) && err.contains("does not match"), "{err}");
+}
+
+/// The tracked and untracked (not ignored) files of the workspace, copied,
+/// and committed so the copy is a checkout of its own.
+fn copy_checkout(dest: &Path) {
+    cocoon_tests::checkout::copy_worktree(&root(), dest);
+}
