@@ -231,7 +231,9 @@ struct Vm<'a> {
 
 /// Why the supervision loop ended.
 enum Ending {
-    StopRequested,
+    /// Ctrl-C or `cocoon-host stop`; `listening`: whether the guest was
+    /// already up (and so listens for the power button).
+    StopRequested { listening: bool },
     Exited(String),
 }
 
@@ -292,7 +294,17 @@ impl Vm<'_> {
         let console = serial::follow(&self.run.serial_log());
         let ending = self.watch(&mut child, &console, &stop, port, start);
         match ending {
-            Ok(Ending::StopRequested) => self.power_down(&mut qmp, &mut child),
+            Ok(Ending::StopRequested { listening: true }) => self.power_down(&mut qmp, &mut child),
+            Ok(Ending::StopRequested { listening: false }) => {
+                // Nothing runs yet that could shut down cleanly: stop QEMU now.
+                let _ = qmp.execute("quit", None);
+                if wait_exit(&mut child, Duration::from_secs(5)).is_none() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                self.report.say("stopped", "stopped during boot", json!({ "clean": false }));
+                Ok(())
+            }
             Ok(Ending::Exited(why)) => bail!("{why}"),
             Err(e) => {
                 let _ = qmp.execute("quit", None);
@@ -323,7 +335,9 @@ impl Vm<'_> {
         let mut next_try = Instant::now();
         loop {
             if stop.load(Ordering::SeqCst) {
-                return Ok(Ending::StopRequested);
+                return Ok(Ending::StopRequested {
+                    listening: timeline.listening.is_some(),
+                });
             }
             while let Ok(line) = console.try_recv() {
                 match line {

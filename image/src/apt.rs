@@ -33,27 +33,27 @@ pub enum AptError {
          add the Debian archive there, or set COCOON_APT_MIRROR to its URI"
     )]
     NoMirror,
-    #[error("cannot run {tool}: {source} (install the `apt` package)")]
+    #[error("cannot run {tool}: {error} (install the `apt` package)")]
     Spawn {
         tool: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("`{command}` failed:\n{stderr}")]
     Failed { command: String, stderr: String },
     /// The mirror does not serve the pinned version (the message says what to do).
     #[error("{0}")]
     NotServed(String),
-    #[error("apt I/O on {path}: {source}")]
+    #[error("apt I/O on {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AptError + '_ {
-    move |source| AptError::Io {
+    move |error| AptError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -260,9 +260,9 @@ impl PrivateApt {
     }
 
     fn run(&self, mut cmd: Command, what: &str) -> Result<std::process::Output, AptError> {
-        let out = cmd.output().map_err(|source| AptError::Spawn {
+        let out = cmd.output().map_err(|error| AptError::Spawn {
             tool: what.to_string(),
-            source,
+            error,
         })?;
         Ok(out)
     }

@@ -40,14 +40,14 @@ pub enum CacheError {
         expected: Sha256,
         actual: Sha256,
     },
-    #[error("cache I/O on {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("cache I/O on {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
-    move |source| CacheError::Io {
+    move |error| CacheError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

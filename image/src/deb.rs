@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DebError {
-    #[error("cannot run dpkg-deb on {deb}: {source} (install the `dpkg` package)")]
-    Spawn { deb: PathBuf, source: io::Error },
+    #[error("cannot run dpkg-deb on {deb}: {error} (install the `dpkg` package)")]
+    Spawn { deb: PathBuf, error: io::Error },
     #[error("{deb} is not a readable Debian package: {message}")]
     Corrupt { deb: PathBuf, message: String },
     #[error(
@@ -38,9 +38,9 @@ pub fn for_each_file(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| DebError::Spawn {
+        .map_err(|error| DebError::Spawn {
             deb: deb.to_path_buf(),
-            source,
+            error,
         })?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let walk = (|| -> io::Result<()> {

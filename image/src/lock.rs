@@ -59,10 +59,10 @@ pub struct PinnedFile {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         path: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path} is not a valid inputs lock: {message}")]
     Parse { path: String, message: String },
@@ -79,9 +79,9 @@ pub enum LockError {
 impl InputsLock {
     pub fn load(path: &Path) -> Result<Self, LockError> {
         let display = path.display().to_string();
-        let text = fs::read_to_string(path).map_err(|source| LockError::Read {
+        let text = fs::read_to_string(path).map_err(|error| LockError::Read {
             path: display.clone(),
-            source,
+            error,
         })?;
         Self::parse(&text, &display)
     }

@@ -82,10 +82,10 @@ pub struct InitramfsInfo {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         path: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path} is not a valid image manifest: {message}")]
     Parse { path: String, message: String },
@@ -94,11 +94,11 @@ pub enum ManifestError {
     #[error("{path}: the manifest lists no `{name}` artifact")]
     NoArtifact { path: String, name: String },
     #[error(
-        "{file}: missing from the image ({source}); the image is incomplete, rebuild it with `cargo xtask build`"
+        "{file}: missing from the image ({error}); the image is incomplete, rebuild it with `cargo xtask build`"
     )]
     MissingFile {
         file: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
         "{file}: does not match the manifest (expected {expected_size} bytes, sha256 {expected}; \
@@ -119,9 +119,9 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Self, ManifestError> {
         let path = dir.join(MANIFEST_FILE);
         let display = path.display().to_string();
-        let text = fs::read_to_string(&path).map_err(|source| ManifestError::Read {
+        let text = fs::read_to_string(&path).map_err(|error| ManifestError::Read {
             path: display.clone(),
-            source,
+            error,
         })?;
         Self::parse(&text, &display)
     }
@@ -177,9 +177,9 @@ impl Manifest {
             let path = dir.join(&a.name);
             let file = path.display().to_string();
             let (actual, actual_size) =
-                Sha256::of_file(&path).map_err(|source| ManifestError::MissingFile {
+                Sha256::of_file(&path).map_err(|error| ManifestError::MissingFile {
                     file: file.clone(),
-                    source,
+                    error,
                 })?;
             if actual != a.sha256 || actual_size != a.size {
                 return Err(ManifestError::Mismatch {
@@ -192,9 +192,9 @@ impl Manifest {
             }
         }
         let cmdline_path = dir.join(CMDLINE);
-        let on_disk = fs::read(&cmdline_path).map_err(|source| ManifestError::MissingFile {
+        let on_disk = fs::read(&cmdline_path).map_err(|error| ManifestError::MissingFile {
             file: cmdline_path.display().to_string(),
-            source,
+            error,
         })?;
         if on_disk != self.cmdline.as_bytes() {
             return Err(ManifestError::CmdlineMismatch {

@@ -106,3 +106,83 @@ impl<'a> Fetcher<'a> {
         Ok(found)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cocoon_image::digest::Sha256;
+    use cocoon_image::lock::{LOCK_SCHEMA, PinnedFile};
+    use std::process::Command;
+
+    /// A real (tiny) Debian package holding `files`.
+    fn make_deb(dir: &Path, files: &[(&str, &[u8])]) -> PathBuf {
+        let root = dir.join("pkg");
+        std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+        std::fs::write(
+            root.join("DEBIAN/control"),
+            "Package: cocoon-test\nVersion: 1.0-1\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n",
+        )
+        .unwrap();
+        for (path, bytes) in files {
+            let p = root.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, bytes).unwrap();
+        }
+        let deb = dir.join("test.deb");
+        let out = Command::new("dpkg-deb")
+            .args(["--root-owner-group", "--build"])
+            .arg(&root)
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        deb
+    }
+
+    fn setup(pin: &[u8]) -> (tempfile::TempDir, InputsLock) {
+        let tmp = tempfile::tempdir().unwrap();
+        let deb = make_deb(tmp.path(), &[("boot/vmlinuz-9.9", b"the kernel")]);
+        let (sha256, size) = Sha256::of_file(&deb).unwrap();
+        Cache::at(tmp.path().join("cache")).put_file(&deb, &sha256, "deb").unwrap();
+        let lock = InputsLock {
+            schema: LOCK_SCHEMA,
+            packages: vec![PinnedPackage {
+                name: "kernel".into(),
+                package: "cocoon-test".into(),
+                version: "1.0-1".into(),
+                suite: "bookworm-backports".into(),
+                component: "main".into(),
+                sha256,
+                size,
+                files: vec![PinnedFile {
+                    path: "boot/vmlinuz-9.9".into(),
+                    sha256: Sha256::of(pin),
+                    size: pin.len() as u64,
+                }],
+            }],
+        };
+        (tmp, lock)
+    }
+
+    #[test]
+    fn extracts_and_caches_files_that_match_the_lock() {
+        let (tmp, lock) = setup(b"the kernel");
+        let cache = Cache::at(tmp.path().join("cache"));
+        // No mirror is consulted: the package is cached.
+        let mut f = Fetcher::new(cache.clone(), &lock, &tmp.path().join("apt"));
+        let files = f.files(&lock.packages[0]).unwrap();
+        assert_eq!(std::fs::read(&files["boot/vmlinuz-9.9"]).unwrap(), b"the kernel");
+        assert!(cache.get(&Sha256::of(b"the kernel"), "x").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_file_that_differs_from_its_pin_is_refused_with_both_hashes() {
+        let (tmp, lock) = setup(b"what the lock claims");
+        let mut f = Fetcher::new(Cache::at(tmp.path().join("cache")), &lock, &tmp.path().join("apt"));
+        let err = format!("{:#}", f.files(&lock.packages[0]).unwrap_err());
+        assert!(err.contains("input `kernel` file boot/vmlinuz-9.9"), "{err}");
+        assert!(err.contains(&Sha256::of(b"what the lock claims").to_hex()), "{err}");
+        assert!(err.contains(&Sha256::of(b"the kernel").to_hex()), "{err}");
+        assert!(err.contains("does not match image/inputs.lock"), "{err}");
+    }
+}

@@ -3,6 +3,7 @@
 //! One module per step; the libraries (`cocoon-image`, ...) hold the logic,
 //! this crate wires it to a command line and to the tools it runs.
 
+mod bench;
 mod build;
 mod demo;
 mod env;
@@ -33,6 +34,8 @@ enum Command {
     /// system's mirror, checked against image/inputs.lock and cached in
     /// $XDG_CACHE_HOME/cocoon. The result is byte-for-byte reproducible.
     Build(build::Args),
+    /// Measure build and boot figures (for BENCHMARKS.md).
+    Bench(bench::Args),
     /// Build the image, boot it without SEV and show it answering, then stop it.
     ///
     /// As root, installs the system packages it needs first; otherwise it
@@ -46,12 +49,22 @@ enum Command {
     Test(test::Args),
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let sh = xshell::Shell::new()?;
     let root = env::workspace_root()?;
     sh.change_dir(&root);
     match cli.command {
+        Command::Bench(args) => bench::run(&sh, &root, &args),
         Command::Build(args) => build::run(&sh, &root, &args).map(|_| ()),
         Command::Demo(args) => demo::run(&sh, &root, &args),
         Command::Lock(args) => lock::run(&sh, &root, &args),
