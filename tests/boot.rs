@@ -14,8 +14,16 @@ fn boots_answers_over_tls_and_stops_via_the_stop_command() {
     let ready = vm.wait_for("ready", Duration::from_secs(1));
     let timeline = &ready["timeline"];
     eprintln!("accel {}, timeline {timeline}", ready["accel"]);
-    for k in ["qemu_and_firmware_ms", "kernel_ms", "init_to_listening_ms", "total_ms"] {
-        assert!(timeline[k].as_u64().is_some(), "timeline lacks {k}: {timeline}");
+    for k in [
+        "qemu_and_firmware_ms",
+        "kernel_ms",
+        "init_to_listening_ms",
+        "total_ms",
+    ] {
+        assert!(
+            timeline[k].as_u64().is_some(),
+            "timeline lacks {k}: {timeline}"
+        );
     }
 
     // The guest answers a client that pins its announced certificate...
@@ -31,7 +39,15 @@ fn boots_answers_over_tls_and_stops_via_the_stop_command() {
 
     // A second VM under the same name is refused before anything starts.
     let second = std::process::Command::new(host_bin())
-        .args(["boot", "--dev", "--port", "0", "--name", &vm.name, "--run-dir"])
+        .args([
+            "boot",
+            "--dev",
+            "--port",
+            "0",
+            "--name",
+            &vm.name,
+            "--run-dir",
+        ])
         .arg(&vm.run_dir)
         .arg("--image")
         .arg(image())
@@ -45,13 +61,24 @@ fn boots_answers_over_tls_and_stops_via_the_stop_command() {
         .arg(&vm.run_dir)
         .output()
         .unwrap();
-    assert!(stop.status.success(), "{}", String::from_utf8_lossy(&stop.stderr));
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
     let status = vm.wait(Duration::from_secs(60));
-    assert!(status.success(), "cocoon-host boot exited with {status}: {:#?}", vm.events);
+    assert!(
+        status.success(),
+        "cocoon-host boot exited with {status}: {:#?}",
+        vm.events
+    );
     let stopped = vm.wait_for("stopped", Duration::from_secs(1));
     assert_eq!(stopped["clean"], true);
     let serial = std::fs::read_to_string(vm.run_dir.join("serial.log")).unwrap();
-    assert!(serial.contains(r#""event":"stopping","reason":"ACPI button/power""#), "{serial}");
+    assert!(
+        serial.contains(r#""event":"stopping","reason":"ACPI button/power""#),
+        "{serial}"
+    );
 }
 
 #[test]
@@ -60,6 +87,13 @@ fn ctrl_c_powers_the_guest_off_cleanly() {
     let mut vm = BootedVm::boot(image(), "e2e-ctrl-c");
     vm.signal(libc::SIGINT);
     let status = vm.wait(Duration::from_secs(60));
-    assert!(status.success(), "cocoon-host boot exited with {status}: {:#?}", vm.events);
-    assert_eq!(vm.wait_for("stopped", Duration::from_secs(1))["clean"], true);
+    assert!(
+        status.success(),
+        "cocoon-host boot exited with {status}: {:#?}",
+        vm.events
+    );
+    assert_eq!(
+        vm.wait_for("stopped", Duration::from_secs(1))["clean"],
+        true
+    );
 }

@@ -20,7 +20,10 @@ fn build(checkout: &Path, tmpdir: &Path, umask: &str) {
         .env("TMPDIR", tmpdir)
         .env_remove("CARGO_TARGET_DIR")
         .env("CARGO", env!("CARGO"))
-        .args(["-c", &format!("umask {umask} && exec \"$CARGO\" xtask build")])
+        .args([
+            "-c",
+            &format!("umask {umask} && exec \"$CARGO\" xtask build"),
+        ])
         .output()
         .unwrap();
     assert!(
@@ -46,7 +49,10 @@ fn two_checkouts_build_identical_images() {
     build(&b, &tmp.path().join("tmp-b"), "077");
     let (img_a, img_b) = (a.join("target/cocoon/cpu"), b.join("target/cocoon/cpu"));
     for name in ["vmlinuz", "initrd.img", "cmdline", "manifest.json"] {
-        let (x, y) = (std::fs::read(img_a.join(name)).unwrap(), std::fs::read(img_b.join(name)).unwrap());
+        let (x, y) = (
+            std::fs::read(img_a.join(name)).unwrap(),
+            std::fs::read(img_b.join(name)).unwrap(),
+        );
         if let Some(at) = first_difference(&x, &y) {
             // Keep both trees for the post-mortem.
             let kept = tmp.keep();
@@ -64,6 +70,15 @@ fn two_checkouts_build_identical_images() {
     let manifest = cocoon_image::manifest::Manifest::load(&img_a).unwrap();
     assert!(!manifest.git.dirty, "the checkouts are clean commits");
     // The /init inside differs from nothing else: say so explicitly.
-    let init = manifest.initramfs.files.iter().find(|f| f.path == "init").unwrap();
-    eprintln!("reproduced: initrd.img {} / init sha256 {}", manifest.artifact("initrd.img").unwrap().sha256, init.sha256.unwrap());
+    let init = manifest
+        .initramfs
+        .files
+        .iter()
+        .find(|f| f.path == "init")
+        .unwrap();
+    eprintln!(
+        "reproduced: initrd.img {} / init sha256 {}",
+        manifest.artifact("initrd.img").unwrap().sha256,
+        init.sha256.unwrap()
+    );
 }

@@ -16,7 +16,15 @@ fn boot_tampered(file: &str) -> (String, std::path::PathBuf) {
     flip_byte(&img.join(file));
     let run_dir = tmp.join("run");
     let out = Command::new(host_bin())
-        .args(["boot", "--dev", "--port", "0", "--name", "tamper", "--run-dir"])
+        .args([
+            "boot",
+            "--dev",
+            "--port",
+            "0",
+            "--name",
+            "tamper",
+            "--run-dir",
+        ])
         .arg(&run_dir)
         .arg("--image")
         .arg(&img)
@@ -30,9 +38,15 @@ fn boot_tampered(file: &str) -> (String, std::path::PathBuf) {
 fn a_flipped_byte_in_an_artifact_is_refused_before_qemu_starts() {
     for file in ["initrd.img", "vmlinuz", "cmdline"] {
         let (err, run_dir) = boot_tampered(file);
-        assert!(err.contains(file) && err.contains("does not match"), "{file}: {err}");
+        assert!(
+            err.contains(file) && err.contains("does not match"),
+            "{file}: {err}"
+        );
         assert!(err.contains("refusing to boot"), "{err}");
-        assert!(!run_dir.join("serial.log").exists(), "QEMU ran for a tampered {file}");
+        assert!(
+            !run_dir.join("serial.log").exists(),
+            "QEMU ran for a tampered {file}"
+        );
     }
 }
 
@@ -47,14 +61,25 @@ fn a_manifest_that_lies_is_refused() {
     let real = m.artifact("initrd.img").unwrap().sha256.to_hex();
     std::fs::write(&manifest_path, text.replace(&real, &"ab".repeat(32))).unwrap();
     let out = Command::new(host_bin())
-        .args(["boot", "--dev", "--port", "0", "--name", "liar", "--run-dir"])
+        .args([
+            "boot",
+            "--dev",
+            "--port",
+            "0",
+            "--name",
+            "liar",
+            "--run-dir",
+        ])
         .arg(tmp.path().join("run"))
         .arg("--image")
         .arg(&img)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("initrd.img") && err.contains("does not match"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("initrd.img") && err.contains("does not match"),
+        "{err}"
+    );
 }
 
 /// Copies the cached blobs of every pinned input file into a private cache.
@@ -64,7 +89,10 @@ fn private_cache(dest: &Path) -> InputsLock {
     let shared = cocoon_image::cache::Cache::open_default().unwrap();
     let private = cocoon_image::cache::Cache::at(dest);
     for f in lock.packages.iter().flat_map(|p| &p.files) {
-        let blob = shared.get(&f.sha256, &f.path).unwrap().expect("the build cached every pinned file");
+        let blob = shared
+            .get(&f.sha256, &f.path)
+            .unwrap()
+            .expect("the build cached every pinned file");
         private.put_file(&blob, &f.sha256, &f.path).unwrap();
     }
     lock
@@ -75,7 +103,11 @@ fn a_flipped_byte_in_a_cached_input_is_refused_with_both_hashes() {
     let tmp = tempfile::tempdir().unwrap();
     let cache_dir = tmp.path().join("cache");
     let lock = private_cache(&cache_dir);
-    let vmlinuz = lock.packages[0].files.iter().find(|f| f.path.starts_with("boot/vmlinuz-")).unwrap();
+    let vmlinuz = lock.packages[0]
+        .files
+        .iter()
+        .find(|f| f.path.starts_with("boot/vmlinuz-"))
+        .unwrap();
     let blob = cocoon_image::cache::Cache::at(&cache_dir).blob_path(&vmlinuz.sha256);
     flip_byte(&blob);
     let (actual, _) = Sha256::of_file(&blob).unwrap();
@@ -89,8 +121,17 @@ fn a_flipped_byte_in_a_cached_input_is_refused_with_both_hashes() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "built from a corrupted cache");
-    assert!(err.contains("corrupted") && err.contains(&blob.display().to_string()), "{err}");
-    assert!(err.contains(&vmlinuz.sha256.to_hex()) && err.contains(&actual.to_hex()), "{err}");
-    assert!(err.contains(&vmlinuz.path), "the message names the input: {err}");
+    assert!(
+        err.contains("corrupted") && err.contains(&blob.display().to_string()),
+        "{err}"
+    );
+    assert!(
+        err.contains(&vmlinuz.sha256.to_hex()) && err.contains(&actual.to_hex()),
+        "{err}"
+    );
+    assert!(
+        err.contains(&vmlinuz.path),
+        "the message names the input: {err}"
+    );
     assert!(!tmp.path().join("out/initrd.img").exists());
 }

@@ -233,7 +233,9 @@ struct Vm<'a> {
 enum Ending {
     /// Ctrl-C or `cocoon-host stop`; `listening`: whether the guest was
     /// already up (and so listens for the power button).
-    StopRequested { listening: bool },
+    StopRequested {
+        listening: bool,
+    },
     Exited(String),
 }
 
@@ -302,7 +304,8 @@ impl Vm<'_> {
                     let _ = child.kill();
                     let _ = child.wait();
                 }
-                self.report.say("stopped", "stopped during boot", json!({ "clean": false }));
+                self.report
+                    .say("stopped", "stopped during boot", json!({ "clean": false }));
                 Ok(())
             }
             Ok(Ending::Exited(why)) => bail!("{why}"),

@@ -34,10 +34,7 @@ pub enum AptError {
     )]
     NoMirror,
     #[error("cannot run {tool}: {error} (install the `apt` package)")]
-    Spawn {
-        tool: String,
-        error: std::io::Error,
-    },
+    Spawn { tool: String, error: std::io::Error },
     #[error("`{command}` failed:\n{stderr}")]
     Failed { command: String, stderr: String },
     /// The mirror does not serve the pinned version (the message says what to do).

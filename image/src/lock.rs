@@ -60,10 +60,7 @@ pub struct PinnedFile {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("cannot read {path}: {error}")]
-    Read {
-        path: String,
-        error: std::io::Error,
-    },
+    Read { path: String, error: std::io::Error },
     #[error("{path} is not a valid inputs lock: {message}")]
     Parse { path: String, message: String },
     #[error(

@@ -83,10 +83,7 @@ pub struct InitramfsInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("cannot read {path}: {error}")]
-    Read {
-        path: String,
-        error: std::io::Error,
-    },
+    Read { path: String, error: std::io::Error },
     #[error("{path} is not a valid image manifest: {message}")]
     Parse { path: String, message: String },
     #[error("{path} has schema {found}; this tool reads schema {MANIFEST_SCHEMA}")]
@@ -96,10 +93,7 @@ pub enum ManifestError {
     #[error(
         "{file}: missing from the image ({error}); the image is incomplete, rebuild it with `cargo xtask build`"
     )]
-    MissingFile {
-        file: String,
-        error: std::io::Error,
-    },
+    MissingFile { file: String, error: std::io::Error },
     #[error(
         "{file}: does not match the manifest (expected {expected_size} bytes, sha256 {expected}; \
          found {actual_size} bytes, sha256 {actual}); refusing to boot a modified image"

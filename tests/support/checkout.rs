@@ -5,8 +5,16 @@ use std::path::Path;
 use std::process::Command;
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").current_dir(dir).args(args).output().expect("running git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("running git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -16,7 +24,16 @@ fn git(dir: &Path, args: &[&str]) -> String {
 /// `SOURCE_DATE_EPOCH`: the source's HEAD commit time).
 pub fn copy_worktree(src: &Path, dest: &Path) {
     std::fs::create_dir_all(dest).unwrap();
-    let files = git(src, &["ls-files", "-z", "--cached", "--others", "--exclude-standard"]);
+    let files = git(
+        src,
+        &[
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ],
+    );
     for rel in files.split('\0').filter(|f| !f.is_empty()) {
         let from = src.join(rel);
         if !from.is_file() {
@@ -26,7 +43,10 @@ pub fn copy_worktree(src: &Path, dest: &Path) {
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(&from, &to).unwrap();
     }
-    let date = format!("@{} +0000", git(src, &["log", "-1", "--format=%ct", "HEAD"]).trim());
+    let date = format!(
+        "@{} +0000",
+        git(src, &["log", "-1", "--format=%ct", "HEAD"]).trim()
+    );
     git(dest, &["init", "-q", "-b", "main"]);
     git(dest, &["add", "-A"]);
     let out = Command::new("git")
@@ -37,8 +57,19 @@ pub fn copy_worktree(src: &Path, dest: &Path) {
         .env("GIT_COMMITTER_EMAIL", "tests@cocoon.invalid")
         .env("GIT_AUTHOR_DATE", &date)
         .env("GIT_COMMITTER_DATE", &date)
-        .args(["-c", "commit.gpgsign=false", "commit", "-q", "-m", "snapshot of the working tree"])
+        .args([
+            "-c",
+            "commit.gpgsign=false",
+            "commit",
+            "-q",
+            "-m",
+            "snapshot of the working tree",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "git commit: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git commit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

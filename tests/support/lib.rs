@@ -11,7 +11,10 @@ use std::sync::OnceLock;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
 }
 
 /// Runs `cargo xtask <args>` in `dir` (a checkout) and returns its output.
@@ -48,7 +51,9 @@ pub fn host_bin() -> &'static Path {
             .status()
             .expect("running cargo build");
         assert!(status.success(), "building cocoon-host failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or(root().join("target"));
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or(root().join("target"));
         target.join("debug/cocoon-host")
     })
 }
@@ -56,8 +61,14 @@ pub fn host_bin() -> &'static Path {
 /// Fails the test with the install command when QEMU is missing: the boot
 /// tests are never skipped (CI always runs them).
 pub fn require_qemu() {
-    let ok = Command::new("qemu-system-x86_64").arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(ok, "qemu-system-x86_64 is missing: run `cargo xtask setup` as root (the boot tests need it)");
+    let ok = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "qemu-system-x86_64 is missing: run `cargo xtask setup` as root (the boot tests need it)"
+    );
 }
 
 /// Copies an image directory (the four files) into `dest`.
@@ -80,5 +91,8 @@ pub fn flip_byte(path: &Path) {
 
 /// The first offset where two byte strings differ, for failure messages.
 pub fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
-    a.iter().zip(b).position(|(x, y)| x != y).or((a.len() != b.len()).then(|| a.len().min(b.len())))
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .or((a.len() != b.len()).then(|| a.len().min(b.len())))
 }

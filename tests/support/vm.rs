@@ -28,7 +28,18 @@ impl BootedVm {
         let tmp = tempfile::tempdir().unwrap();
         let run_dir = tmp.path().join("run");
         let mut child = Command::new(crate::host_bin())
-            .args(["boot", "--dev", "--json", "--port", "0", "--memory", "512M", "--name", name, "--run-dir"])
+            .args([
+                "boot",
+                "--dev",
+                "--json",
+                "--port",
+                "0",
+                "--memory",
+                "512M",
+                "--name",
+                name,
+                "--run-dir",
+            ])
             .arg(&run_dir)
             .arg("--image")
             .arg(image)
@@ -40,7 +51,8 @@ impl BootedVm {
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+                let v: Value =
+                    serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
                 if tx.send(v).is_err() {
                     return;
                 }
@@ -102,7 +114,11 @@ impl BootedVm {
                 }
                 return status;
             }
-            assert!(Instant::now() < end, "cocoon-host did not exit within {within:?}: {:#?}", self.events);
+            assert!(
+                Instant::now() < end,
+                "cocoon-host did not exit within {within:?}: {:#?}",
+                self.events
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -130,7 +146,11 @@ pub fn https_get(port: u16, path: &str, cert_sha256: &str) -> Result<(u16, Strin
     let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    write!(tls, "GET {path} HTTP/1.1\r\nHost: cocoon.local\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: cocoon.local\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
     if let Err(e) = tls.read_to_end(&mut raw)
         && (e.kind() != std::io::ErrorKind::UnexpectedEof || raw.is_empty())
@@ -139,6 +159,10 @@ pub fn https_get(port: u16, path: &str, cert_sha256: &str) -> Result<(u16, Strin
     }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").ok_or("no header end")?;
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no status")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status")?;
     Ok((status, body.to_string()))
 }

@@ -24,7 +24,10 @@ pub struct Args {
 
 fn time_build(root: &Path) -> Result<f64> {
     let start = Instant::now();
-    let status = Command::new(env!("CARGO")).current_dir(root).args(["xtask", "build"]).status()?;
+    let status = Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["xtask", "build"])
+        .status()?;
     if !status.success() {
         bail!("cargo xtask build failed");
     }
@@ -34,14 +37,27 @@ fn time_build(root: &Path) -> Result<f64> {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Boots the image once; returns the `ready` event's timeline.
 fn one_boot(host: &Path, image: &Path, i: usize) -> Result<Value> {
     let run_dir = tempfile::tempdir()?;
     let mut child = Command::new(host)
-        .args(["boot", "--dev", "--json", "--port", "0", "--name", &format!("bench-{i}"), "--run-dir"])
+        .args([
+            "boot",
+            "--dev",
+            "--json",
+            "--port",
+            "0",
+            "--name",
+            &format!("bench-{i}"),
+            "--run-dir",
+        ])
         .arg(run_dir.path())
         .arg("--image")
         .arg(image)
@@ -73,12 +89,18 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
         let guest_dir = root.join("target/x86_64-unknown-linux-gnu");
         let _ = std::fs::remove_dir_all(&guest_dir);
         let _ = std::fs::remove_dir_all(root.join("target/cocoon/cpu"));
-        rows.push(("clean build (crates and inputs cached)".into(), format!("{:.1} s", time_build(root)?)));
+        rows.push((
+            "clean build (crates and inputs cached)".into(),
+            format!("{:.1} s", time_build(root)?),
+        ));
     } else {
         time_build(root)?;
     }
     let noop: Vec<f64> = (0..3).map(|_| time_build(root)).collect::<Result<_>>()?;
-    rows.push(("no-change rebuild, median of 3".into(), format!("{:.2} s", median(noop))));
+    rows.push((
+        "no-change rebuild, median of 3".into(),
+        format!("{:.2} s", median(noop)),
+    ));
     let image = crate::default_image_dir(root, "cpu");
     let initrd = std::fs::metadata(image.join("initrd.img"))?.len();
     let manifest = cocoon_image::manifest::Manifest::load(&image)?;
@@ -100,14 +122,40 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
         eprintln!("xtask: boot {}: {t}", i + 1);
         timelines.push(t);
     }
-    let accel = timelines.first().and_then(|t| t["accel"].as_str()).unwrap_or("?").to_string();
-    let col = |k: &str| median(timelines.iter().map(|t| t[k].as_u64().unwrap_or(0) as f64 / 1e3).collect());
+    let accel = timelines
+        .first()
+        .and_then(|t| t["accel"].as_str())
+        .unwrap_or("?")
+        .to_string();
+    let col = |k: &str| {
+        median(
+            timelines
+                .iter()
+                .map(|t| t[k].as_u64().unwrap_or(0) as f64 / 1e3)
+                .collect(),
+        )
+    };
     let m = |k: &str| format!("{:.2} s", col(k));
-    rows.push((format!("boot to /health answering, median of {} ({accel})", args.boots), m("total_ms")));
-    rows.push(("  QEMU start + firmware + kernel load".into(), m("qemu_and_firmware_ms")));
+    rows.push((
+        format!(
+            "boot to /health answering, median of {} ({accel})",
+            args.boots
+        ),
+        m("total_ms"),
+    ));
+    rows.push((
+        "  QEMU start + firmware + kernel load".into(),
+        m("qemu_and_firmware_ms"),
+    ));
     rows.push(("  kernel start → /init".into(), m("kernel_ms")));
-    rows.push(("  /init → listening (modules, DHCP, TLS key)".into(), m("init_to_listening_ms")));
-    rows.push(("  listening → first /health answered".into(), m("first_health_ms")));
+    rows.push((
+        "  /init → listening (modules, DHCP, TLS key)".into(),
+        m("init_to_listening_ms"),
+    ));
+    rows.push((
+        "  listening → first /health answered".into(),
+        m("first_health_ms"),
+    ));
 
     println!("| figure | value |\n|---|---|");
     for (k, v) in rows {

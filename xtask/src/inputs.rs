@@ -135,7 +135,11 @@ mod tests {
             .arg(&deb)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         deb
     }
 
@@ -143,7 +147,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let deb = make_deb(tmp.path(), &[("boot/vmlinuz-9.9", b"the kernel")]);
         let (sha256, size) = Sha256::of_file(&deb).unwrap();
-        Cache::at(tmp.path().join("cache")).put_file(&deb, &sha256, "deb").unwrap();
+        Cache::at(tmp.path().join("cache"))
+            .put_file(&deb, &sha256, "deb")
+            .unwrap();
         let lock = InputsLock {
             schema: LOCK_SCHEMA,
             packages: vec![PinnedPackage {
@@ -171,17 +177,35 @@ mod tests {
         // No mirror is consulted: the package is cached.
         let mut f = Fetcher::new(cache.clone(), &lock, &tmp.path().join("apt"));
         let files = f.files(&lock.packages[0]).unwrap();
-        assert_eq!(std::fs::read(&files["boot/vmlinuz-9.9"]).unwrap(), b"the kernel");
-        assert!(cache.get(&Sha256::of(b"the kernel"), "x").unwrap().is_some());
+        assert_eq!(
+            std::fs::read(&files["boot/vmlinuz-9.9"]).unwrap(),
+            b"the kernel"
+        );
+        assert!(
+            cache
+                .get(&Sha256::of(b"the kernel"), "x")
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]
     fn a_file_that_differs_from_its_pin_is_refused_with_both_hashes() {
         let (tmp, lock) = setup(b"what the lock claims");
-        let mut f = Fetcher::new(Cache::at(tmp.path().join("cache")), &lock, &tmp.path().join("apt"));
+        let mut f = Fetcher::new(
+            Cache::at(tmp.path().join("cache")),
+            &lock,
+            &tmp.path().join("apt"),
+        );
         let err = format!("{:#}", f.files(&lock.packages[0]).unwrap_err());
-        assert!(err.contains("input `kernel` file boot/vmlinuz-9.9"), "{err}");
-        assert!(err.contains(&Sha256::of(b"what the lock claims").to_hex()), "{err}");
+        assert!(
+            err.contains("input `kernel` file boot/vmlinuz-9.9"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&Sha256::of(b"what the lock claims").to_hex()),
+            "{err}"
+        );
         assert!(err.contains(&Sha256::of(b"the kernel").to_hex()), "{err}");
         assert!(err.contains("does not match image/inputs.lock"), "{err}");
     }
