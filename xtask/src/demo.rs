@@ -33,32 +33,45 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     cmd!(sh, "cargo build --quiet --locked -p cocoon-host").run()?;
     let host = root.join("target/debug/cocoon-host");
     let port = args.port.to_string();
-    let mut child = Command::new(&host)
+    let child = Command::new(&host)
         .args([
-            "boot", "--dev", "--name", "demo", "--port", &port, "--image",
+            "boot", "--dev", "--json", "--name", "demo", "--port", &port, "--image",
         ])
         .arg(&built.dir)
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", host.display()))?;
-    let stdout = child.stdout.take().expect("piped");
+    // Whatever goes wrong here, the VM does not outlive the demo.
+    let mut child = KillOnDrop(child);
+    let stdout = child.0.stdout.take().expect("piped");
     let mut ready = false;
+    let mut stopper = None;
     for line in BufReader::new(stdout).lines() {
         let line = line?;
-        println!("{line}");
-        if line.starts_with("cocoon-host: ready") {
-            ready = true;
-            if !args.keep_running {
-                let status = Command::new(&host)
+        let event: serde_json::Value =
+            serde_json::from_str(&line).with_context(|| format!("cocoon-host printed {line:?}"))?;
+        println!(
+            "cocoon-host: {}",
+            event["message"].as_str().unwrap_or_default()
+        );
+        ready |= event["event"] == "ready";
+        // `hint` is the last thing `boot` prints once the guest is up.
+        // Stop from the side, as a user would, and keep printing.
+        if event["event"] == "hint" && !args.keep_running {
+            stopper = Some(
+                Command::new(&host)
                     .args(["stop", "--name", "demo"])
-                    .status()?;
-                if !status.success() {
-                    bail!("`cocoon-host stop --name demo` failed");
-                }
-            }
+                    .stdout(Stdio::null())
+                    .spawn()?,
+            );
         }
     }
-    let status = child.wait()?;
+    if let Some(mut s) = stopper
+        && !s.wait()?.success()
+    {
+        bail!("`cocoon-host stop --name demo` failed");
+    }
+    let status = child.0.wait()?;
     if !ready {
         bail!("the guest never answered (cocoon-host exited with {status})");
     }
@@ -67,4 +80,15 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     }
     println!("demo: built, booted, answered over TLS and stopped cleanly");
     Ok(())
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
