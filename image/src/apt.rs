@@ -191,8 +191,14 @@ pub struct PrivateApt {
 }
 
 impl PrivateApt {
-    /// Writes the configuration; `suites` are `(suite, component)` pairs.
-    pub fn create(dir: &Path, mirror: &str, suites: &[(String, String)]) -> Result<Self, AptError> {
+    /// Writes the configuration: `suites` are the `(suite, component)`
+    /// pairs of binary packages, `source_suites` those of source packages.
+    pub fn create(
+        dir: &Path,
+        mirror: &str,
+        suites: &[(String, String)],
+        source_suites: &[(String, String)],
+    ) -> Result<Self, AptError> {
         for sub in [
             "sources.list.d",
             "preferences.d",
@@ -206,19 +212,21 @@ impl PrivateApt {
         if !status.exists() {
             fs::write(&status, "").map_err(io_err(&status))?;
         }
-        let mut grouped = std::collections::BTreeMap::<&str, Vec<&str>>::new();
-        for (suite, component) in suites {
-            let comps = grouped.entry(suite).or_default();
-            if !comps.contains(&component.as_str()) {
-                comps.push(component);
-            }
-        }
         let mut sources = String::new();
-        for (suite, comps) in grouped {
-            sources.push_str(&format!(
-                "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {suite} {}\n",
-                comps.join(" ")
-            ));
+        for (kind, pairs) in [("deb", suites), ("deb-src", source_suites)] {
+            let mut grouped = std::collections::BTreeMap::<&str, Vec<&str>>::new();
+            for (suite, component) in pairs {
+                let comps = grouped.entry(suite).or_default();
+                if !comps.contains(&component.as_str()) {
+                    comps.push(component);
+                }
+            }
+            for (suite, comps) in grouped {
+                sources.push_str(&format!(
+                    "{kind} [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {suite} {}\n",
+                    comps.join(" ")
+                ));
+            }
         }
         write_if_changed(&dir.join("sources.list"), &sources)?;
         let d = dir.display();
@@ -330,6 +338,19 @@ impl PrivateApt {
         }
     }
 
+    /// Downloads the files of a source package into `dest`
+    /// (`apt-get source --download-only`). Returns apt's complaints: some
+    /// mirrors do not serve the `.dsc`, so a failure is only an error if
+    /// the caller's pinned files did not arrive.
+    pub fn download_source(&mut self, spec: &str, dest: &Path) -> Result<String, AptError> {
+        self.update()?;
+        fs::create_dir_all(dest).map_err(io_err(dest))?;
+        let mut c = self.command("apt-get");
+        c.current_dir(dest).args(["-q", "source", "--download-only", spec]);
+        let out = self.run(c, "apt-get")?;
+        Ok(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+
     /// The versions of `package` the mirror serves, newest first.
     pub fn versions(&mut self, package: &str) -> Result<Vec<(String, String)>, AptError> {
         self.update()?;
@@ -404,8 +425,10 @@ mod tests {
             ("trixie".to_string(), "main".to_string()),
             ("trixie".to_string(), "contrib".to_string()),
         ];
-        PrivateApt::create(dir.path(), "http://m.example/debian", &suites).unwrap();
+        let src = [("trixie".to_string(), "main".to_string())];
+        PrivateApt::create(dir.path(), "http://m.example/debian", &suites, &src).unwrap();
         let list = fs::read_to_string(dir.path().join("sources.list")).unwrap();
+        assert!(list.contains("deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://m.example/debian trixie main\n"), "{list}");
         assert!(
             list.contains("http://m.example/debian bookworm-backports main\n"),
             "{list}"

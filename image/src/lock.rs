@@ -25,6 +25,32 @@ pub struct InputsLock {
     pub schema: u32,
     #[serde(rename = "package", default)]
     pub packages: Vec<PinnedPackage>,
+    #[serde(rename = "source", default)]
+    pub sources: Vec<PinnedSource>,
+}
+
+/// A Debian source package, pinned by the files the build unpacks (its
+/// `.orig` and `.debian` tarballs). The `.dsc` is not pinned: some mirrors
+/// do not serve it, and apt checks the tarballs against the signed index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedSource {
+    /// What the image calls this input (`firmware`, ...).
+    pub name: String,
+    /// The Debian source package name.
+    pub package: String,
+    pub version: String,
+    pub suite: String,
+    pub component: String,
+    #[serde(rename = "file", default)]
+    pub files: Vec<PinnedFile>,
+}
+
+impl PinnedSource {
+    /// `package=version`, as `apt-get source` takes it.
+    pub fn apt_spec(&self) -> String {
+        format!("{}={}", self.package, self.version)
+    }
 }
 
 /// One Debian binary package and the files the image takes from it.
@@ -103,23 +129,29 @@ impl InputsLock {
 
     fn validate(&self) -> Result<(), String> {
         let mut names = BTreeSet::new();
-        for p in &self.packages {
-            if !names.insert(&p.name) {
-                return Err(format!("input `{}` is pinned twice", p.name));
+        let entries = self
+            .packages
+            .iter()
+            .map(|p| (&p.name, [&p.package, &p.version, &p.suite, &p.component], &p.files))
+            .chain(
+                self.sources
+                    .iter()
+                    .map(|s| (&s.name, [&s.package, &s.version, &s.suite, &s.component], &s.files)),
+            );
+        for (name, fields, files) in entries {
+            if !names.insert(name) {
+                return Err(format!("input `{name}` is pinned twice"));
             }
-            for field in [&p.package, &p.version, &p.suite, &p.component] {
+            for field in fields {
                 if field.is_empty() || field.chars().any(|c| c.is_whitespace() || c == '=') {
-                    return Err(format!(
-                        "input `{}` has an empty or malformed field `{field}`",
-                        p.name
-                    ));
+                    return Err(format!("input `{name}` has an empty or malformed field `{field}`"));
                 }
             }
             let mut paths = BTreeSet::new();
-            for f in &p.files {
-                check_relative_path(&f.path).map_err(|e| format!("input `{}`: {e}", p.name))?;
+            for f in files {
+                check_relative_path(&f.path).map_err(|e| format!("input `{name}`: {e}"))?;
                 if !paths.insert(&f.path) {
-                    return Err(format!("input `{}` pins `{}` twice", p.name, f.path));
+                    return Err(format!("input `{name}` pins `{}` twice", f.path));
                 }
             }
         }
@@ -130,6 +162,13 @@ impl InputsLock {
         self.packages
             .iter()
             .find(|p| p.name == name)
+            .ok_or_else(|| LockError::MissingInput(name.to_string()))
+    }
+
+    pub fn source(&self, name: &str) -> Result<&PinnedSource, LockError> {
+        self.sources
+            .iter()
+            .find(|s| s.name == name)
             .ok_or_else(|| LockError::MissingInput(name.to_string()))
     }
 
@@ -191,6 +230,18 @@ mod tests {
                     size: 1,
                 }],
             }],
+            sources: vec![PinnedSource {
+                name: "firmware".into(),
+                package: "edk2".into(),
+                version: "2025.02-8".into(),
+                suite: "trixie".into(),
+                component: "main".into(),
+                files: vec![PinnedFile {
+                    path: "edk2_2025.02.orig.tar.xz".into(),
+                    sha256: Sha256::of(b"orig"),
+                    size: 4,
+                }],
+            }],
         }
     }
 
@@ -215,6 +266,8 @@ mod tests {
             good.replace(&Sha256::of(b"k").to_hex(), "00"),
             good.replace("suite = ", "colour = \"red\"\nsuite = "),
             good.replace("version = \"1.0-1\"", "version = \"1.0 1\""),
+            good.replace("name = \"firmware\"", "name = \"kernel\""),
+            good.replace("edk2_2025.02.orig.tar.xz", "../edk2.tar.xz"),
         ];
         for bad in cases {
             assert!(InputsLock::parse(&bad, "t").is_err(), "accepted:\n{bad}");

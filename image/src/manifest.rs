@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Sha256;
 use crate::initramfs::FileRecord;
-use crate::lock::PinnedPackage;
+use crate::lock::{PinnedPackage, PinnedSource};
 
 pub const MANIFEST_SCHEMA: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -21,6 +21,7 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub const KERNEL: &str = "vmlinuz";
 pub const INITRD: &str = "initrd.img";
 pub const CMDLINE: &str = "cmdline";
+pub const FIRMWARE: &str = "OVMF.fd";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,8 +35,25 @@ pub struct Manifest {
     pub build: BuildInfo,
     pub cmdline: String,
     pub inputs: Vec<PinnedPackage>,
+    pub sources: Vec<PinnedSource>,
     pub artifacts: Vec<Artifact>,
     pub initramfs: InitramfsInfo,
+    /// The SEV-SNP launch measurement of every launch shape this image
+    /// may be booted with.
+    pub measurements: Vec<MeasurementRecord>,
+}
+
+/// One launch shape and its expected SNP measurement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasurementRecord {
+    pub vcpus: u32,
+    /// The QEMU CPU model (`EPYC-v4`, `EPYC-Milan`, ...).
+    pub cpu_type: String,
+    /// Hex, `0x1`.
+    pub guest_features: String,
+    /// 96 hex digits.
+    pub measurement: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +79,8 @@ pub struct BuildInfo {
     pub libc: String,
     pub cargo_profile: String,
     pub rustflags: Vec<String>,
+    /// Everything that shapes the firmware's bytes besides its source.
+    pub firmware_tools: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,7 +161,7 @@ impl Manifest {
                 });
             }
         }
-        for name in [KERNEL, INITRD, CMDLINE] {
+        for name in [KERNEL, INITRD, CMDLINE, FIRMWARE] {
             if m.artifact(name).is_none() {
                 return Err(ManifestError::NoArtifact {
                     path: origin.to_string(),
@@ -208,6 +228,7 @@ mod tests {
             (KERNEL, &b"kernel"[..]),
             (INITRD, b"initrd"),
             (CMDLINE, b"console=ttyS0"),
+            (FIRMWARE, b"firmware"),
         ];
         let mut artifacts = Vec::new();
         for (name, bytes) in files {
@@ -236,9 +257,11 @@ mod tests {
                 libc: "glibc".into(),
                 cargo_profile: "guest".into(),
                 rustflags: vec![],
+                firmware_tools: vec![],
             },
             cmdline: "console=ttyS0".into(),
             inputs: vec![],
+            sources: vec![],
             artifacts,
             initramfs: InitramfsInfo {
                 compression: "zstd".into(),
@@ -246,6 +269,7 @@ mod tests {
                 uncompressed_sha256: Sha256::of(b"cpio"),
                 files: vec![],
             },
+            measurements: vec![],
         }
     }
 
@@ -259,7 +283,7 @@ mod tests {
 
     #[test]
     fn names_the_tampered_file() {
-        for name in [KERNEL, INITRD, CMDLINE] {
+        for name in [KERNEL, INITRD, CMDLINE, FIRMWARE] {
             let dir = tempfile::tempdir().unwrap();
             let m = write_image(dir.path());
             let p = dir.path().join(name);

@@ -10,6 +10,8 @@ pub struct Profile {
     pub name: &'static str,
     /// The `inputs.lock` input that provides `vmlinuz` and the modules.
     pub kernel_input: &'static str,
+    /// The `inputs.lock` source the SNP firmware (`OVMF.fd`) is built from.
+    pub firmware_input: &'static str,
     /// Modules the guest needs; their dependencies are added and everything
     /// is loaded in dependency order.
     pub modules: &'static [&'static str],
@@ -19,12 +21,19 @@ pub struct Profile {
     /// The most `initrd.img` may weigh (compressed), in bytes; the build
     /// fails above it.
     pub initrd_budget: u64,
+    /// The launch shapes whose SNP measurement the manifest lists (and
+    /// that `cocoon-host` agrees to boot): every vCPU count in the range,
+    /// times every CPU model, with these guest features.
+    pub measured_vcpus: (u32, u32),
+    pub measured_cpu_types: &'static [&'static str],
+    pub guest_features: u64,
 }
 
 /// Inference on the CPU: the profile every machine can build and boot.
 pub const CPU: Profile = Profile {
     name: "cpu",
     kernel_input: "kernel",
+    firmware_input: "firmware",
     // virtio_net: the one network interface. button: the ACPI power button,
     // so that the host's QMP `system_powerdown` reaches /init.
     modules: &["virtio_net", "button"],
@@ -32,6 +41,10 @@ pub const CPU: Profile = Profile {
     // panic=-1: a kernel panic stops the VM at once instead of hanging.
     cmdline: "console=ttyS0 quiet panic=-1",
     initrd_budget: 8 << 20,
+    measured_vcpus: (1, 64),
+    measured_cpu_types: &["EPYC-v4", "EPYC-Milan", "EPYC-Genoa", "EPYC-Turin"],
+    // SNPActive: what QEMU >= 9.1 sets.
+    guest_features: 0x1,
 };
 
 pub const ALL: &[Profile] = &[CPU];

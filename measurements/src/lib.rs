@@ -1,9 +1,12 @@
-//! How a client decides to trust a cocoon guest.
+//! How a client decides to trust a cocoon guest, and what it compares.
 //!
-//! Today: [`pinned::PinnedCertVerifier`], the development-mode check that
-//! the server holds the key whose certificate the guest announced. The SEV-SNP
-//! launch digest, report verification against AMD's roots and the TON
-//! registry client come with the SNP work (issue 3 onward) and plug in as
-//! further `rustls` verifiers beside it.
+//! - [`snp`]: the SEV-SNP launch digest of an image, for every launch shape,
+//!   computed offline.
+//! - [`pinned`]: the development-mode check that a server holds the key
+//!   whose certificate the guest announced (no attestation).
+//!
+//! Attestation-report verification and the TON registry client come next
+//! and plug in beside these.
 
 pub mod pinned;
+pub mod snp;

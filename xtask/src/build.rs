@@ -19,7 +19,7 @@ use xshell::Shell;
 
 use crate::inputs::Fetcher;
 use crate::progress::Step;
-use crate::{env, guest};
+use crate::{env, firmware, guest, measure};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -150,6 +150,9 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
         &root.join("target/cocoon/apt"),
     );
     let kernel = kernel_parts(&mut fetcher, kernel_pkg, profile)?;
+    let firmware_src = lock.source(profile.firmware_input)?;
+    let firmware = firmware::firmware(sh, &mut fetcher, firmware_src)?;
+    let ovmf = fs::read(&firmware.path)?;
 
     let git = env::git_info(sh, root)?;
     let guest = guest::build(sh, root, git.source_date_epoch)?;
@@ -204,6 +207,7 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
         (manifest::KERNEL, &vmlinuz),
         (manifest::INITRD, &initrd),
         (manifest::CMDLINE, profile.cmdline.as_bytes()),
+        (manifest::FIRMWARE, &ovmf),
     ];
     let mut changed = 0;
     for (name, bytes) in &artifacts {
@@ -227,9 +231,11 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
             libc: env::libc_version(sh)?,
             cargo_profile: guest::CARGO_PROFILE.into(),
             rustflags: guest.recorded_rustflags,
+            firmware_tools: firmware.tools,
         },
         cmdline: profile.cmdline.into(),
         inputs: vec![used_input(kernel_pkg, &kernel)],
+        sources: vec![firmware_src.clone()],
         artifacts: artifacts
             .iter()
             .map(|(name, bytes)| Artifact {
@@ -248,6 +254,7 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
             uncompressed_sha256: cpio_sha,
             files: tree.listing(),
         },
+        measurements: measure::table(&out, profile.cmdline, profile)?,
     };
     changed += write_if_changed(&out.join(MANIFEST_FILE), manifest.to_json().as_bytes())? as usize;
     manifest.verify_artifacts(&out)?;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use cocoon_image::apt::{self, PrivateApt};
 use cocoon_image::cache::Cache;
 use cocoon_image::deb;
-use cocoon_image::lock::{InputsLock, PinnedPackage};
+use cocoon_image::lock::{InputsLock, PinnedPackage, PinnedSource};
 
 use crate::progress::Step;
 
@@ -43,7 +43,14 @@ impl<'a> Fetcher<'a> {
                 .map(|p| (p.suite.clone(), p.component.clone()))
                 .collect();
             let suites: Vec<_> = suites.into_iter().collect();
-            self.apt = Some(PrivateApt::create(&self.apt_dir, &mirror, &suites)?);
+            let source_suites: BTreeSet<(String, String)> = self
+                .lock
+                .sources
+                .iter()
+                .map(|s| (s.suite.clone(), s.component.clone()))
+                .collect();
+            let source_suites: Vec<_> = source_suites.into_iter().collect();
+            self.apt = Some(PrivateApt::create(&self.apt_dir, &mirror, &suites, &source_suites)?);
         }
         Ok(self.apt.as_mut().expect("just created"))
     }
@@ -107,6 +114,46 @@ impl<'a> Fetcher<'a> {
     }
 }
 
+impl Fetcher<'_> {
+    /// Every pinned file of a source package, verified, as `file name →
+    /// cache path`, downloading the package's files when one is missing.
+    pub fn source_files(&mut self, src: &PinnedSource) -> Result<BTreeMap<String, PathBuf>> {
+        let mut found = BTreeMap::new();
+        for f in &src.files {
+            let what = format!("input `{}` file {}", src.name, f.path);
+            if let Some(p) = self.cache.get(&f.sha256, &what)? {
+                found.insert(f.path.clone(), p);
+            }
+        }
+        if found.len() == src.files.len() {
+            return Ok(found);
+        }
+        let step = Step::start(format!("downloading the source of {}", src.apt_spec()));
+        std::fs::create_dir_all(&self.apt_dir).with_context(|| format!("creating {}", self.apt_dir.display()))?;
+        let tmp = tempfile::tempdir_in(&self.apt_dir).context("creating a download directory")?;
+        let complaints = self.apt()?.download_source(&src.apt_spec(), tmp.path())?;
+        for f in &src.files {
+            let what = format!("input `{}` file {}", src.name, f.path);
+            let file = tmp.path().join(&f.path);
+            if !file.is_file() {
+                anyhow::bail!(
+                    "the mirror did not serve {} of {} ({}/{}):\n{complaints}\n  \
+                     place a copy (sha256 {}) at {}, or pin a version it serves with `cargo xtask lock`",
+                    f.path,
+                    src.apt_spec(),
+                    src.suite,
+                    src.component,
+                    f.sha256,
+                    self.cache.blob_path(&f.sha256).display()
+                );
+            }
+            found.insert(f.path.clone(), self.cache.put_file(&file, &f.sha256, &what)?);
+        }
+        step.done("sha256 verified against image/inputs.lock");
+        Ok(found)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +213,7 @@ mod tests {
                     size: pin.len() as u64,
                 }],
             }],
+            sources: vec![],
         };
         (tmp, lock)
     }

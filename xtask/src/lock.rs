@@ -1,9 +1,10 @@
 //! `cargo xtask lock`: pin (or re-pin) `image/inputs.lock` from the mirror.
 //!
-//! It downloads the named package, hashes it, finds the files every
-//! profile needs (the kernel, and each profile's modules with their
-//! dependencies) and writes their hashes. Review the diff before committing:
-//! the image is built from exactly these bytes.
+//! It downloads the kernel package and the firmware's source package,
+//! hashes them, finds the files every profile needs (the kernel, and each
+//! profile's modules with their dependencies) and writes their hashes.
+//! Review the diff before committing: the image is built from exactly these
+//! bytes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -14,7 +15,7 @@ use cocoon_image::cache::Cache;
 use cocoon_image::deb;
 use cocoon_image::digest::Sha256;
 use cocoon_image::kmod;
-use cocoon_image::lock::{InputsLock, LOCK_SCHEMA, PinnedFile, PinnedPackage};
+use cocoon_image::lock::{InputsLock, LOCK_SCHEMA, PinnedFile, PinnedPackage, PinnedSource};
 use cocoon_image::profile;
 use xshell::Shell;
 
@@ -23,56 +24,57 @@ use crate::progress::Step;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The kernel package to pin, `PACKAGE` (newest version the mirror
-    /// serves) or `PACKAGE=VERSION`. Default: the one pinned now.
+    /// The kernel package, `PACKAGE` (newest version the mirror serves) or
+    /// `PACKAGE=VERSION`. Default: the one pinned now.
     #[arg(long)]
     kernel: Option<String>,
     /// The suite that serves the kernel package.
     #[arg(long, default_value = "bookworm-backports")]
-    suite: String,
+    kernel_suite: String,
+    /// The firmware's source package, `PACKAGE` or `PACKAGE=VERSION`.
+    /// Default: the one pinned now, else `edk2`.
+    #[arg(long)]
+    firmware: Option<String>,
+    /// The suite that serves the firmware's source.
+    #[arg(long, default_value = "trixie")]
+    firmware_suite: String,
 }
 
-pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
-    let lock_path = root.join(LOCK_PATH);
-    let current = InputsLock::load(&lock_path).ok();
-    let (package, version) = match (&args.kernel, &current) {
-        (Some(spec), _) => match spec.split_once('=') {
+/// `(package, Some(version))` from `PKG[=VER]`, else what `current` pins.
+fn spec(arg: &Option<String>, current: Option<(&str, &str)>, default: Option<&str>) -> Result<(String, Option<String>)> {
+    Ok(match (arg, current, default) {
+        (Some(s), _, _) => match s.split_once('=') {
             Some((p, v)) => (p.to_string(), Some(v.to_string())),
-            None => (spec.clone(), None),
+            None => (s.clone(), None),
         },
-        (None, Some(lock)) => {
-            let k = lock.package("kernel")?;
-            (k.package.clone(), Some(k.version.clone()))
-        }
-        (None, None) => {
-            bail!("{LOCK_PATH} does not exist yet: name the kernel with --kernel PACKAGE")
-        }
-    };
+        (None, Some((p, v)), _) => (p.to_string(), Some(v.to_string())),
+        (None, None, Some(d)) => (d.to_string(), None),
+        (None, None, None) => bail!("{LOCK_PATH} does not pin it yet: name it on the command line"),
+    })
+}
 
-    let mirror = apt::system_mirror()?;
-    let apt_dir = root.join("target/cocoon/apt-lock");
-    let mut apt = PrivateApt::create(&apt_dir, &mirror, &[(args.suite.clone(), "main".into())])?;
-    let served = apt.versions(&package)?;
-    let (version, suite) = match version {
-        Some(v) => served
-            .iter()
-            .find(|(sv, _)| *sv == v)
-            .cloned()
-            .with_context(|| format!("{mirror} ({}) does not serve {package}={v}", args.suite))?,
+/// The version to pin: the one asked for, or the newest the suite serves.
+fn resolve(apt: &mut PrivateApt, package: &str, version: Option<String>, suite: &str) -> Result<String> {
+    let served: Vec<(String, String)> =
+        apt.versions(package)?.into_iter().filter(|(_, s)| s.split('/').next() == Some(suite)).collect();
+    match version {
+        Some(v) if served.iter().any(|(sv, _)| *sv == v) => Ok(v),
+        Some(v) => bail!("{} ({suite}) does not serve {package}={v}", apt.mirror()),
         None => served
             .first()
-            .cloned()
-            .with_context(|| format!("{mirror} ({}) does not serve {package}", args.suite))?,
-    };
-    let suite = suite.split('/').next().unwrap_or(&suite).to_string();
+            .map(|(v, _)| v.clone())
+            .with_context(|| format!("{} ({suite}) does not serve {package}", apt.mirror())),
+    }
+}
 
+fn pin_kernel(apt: &mut PrivateApt, cache: &Cache, apt_dir: &Path, package: &str, version: &str, suite: &str) -> Result<PinnedPackage> {
     let step = Step::start(format!("downloading {package}={version}"));
-    let tmp = tempfile::tempdir_in(&apt_dir)?;
+    let tmp = tempfile::tempdir_in(apt_dir)?;
     let pin = PinnedPackage {
         name: "kernel".into(),
-        package: package.clone(),
-        version: version.clone(),
-        suite,
+        package: package.to_string(),
+        version: version.to_string(),
+        suite: suite.to_string(),
         component: "main".into(),
         sha256: Sha256::of(b""),
         size: 0,
@@ -80,8 +82,7 @@ pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     };
     let deb_path = apt.download(&pin, tmp.path(), Path::new("(not pinned yet)"))?;
     let (sha256, size) = Sha256::of_file(&deb_path)?;
-    let cache = Cache::open_default()?;
-    cache.put_file(&deb_path, &sha256, &format!("{package}={version}"))?;
+    cache.put_file(&deb_path, &sha256, &pin.apt_spec())?;
     step.done(&format!("sha256 {sha256}"));
 
     let step = Step::start("reading the kernel and its modules");
@@ -105,17 +106,12 @@ pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
         .filter(|p| p.starts_with(&format!("lib/modules/{release}/")))
         .filter_map(|p| Some((kmod::name_from_path(p)?, p.clone())))
         .collect();
-
     // The closure of every profile's modules.
-    let mut needed: Vec<String> = profile::ALL
-        .iter()
-        .flat_map(|p| p.modules.iter().map(|m| kmod::canonical_name(m)))
-        .collect();
-    let mut pinned = BTreeSet::from([vmlinuz.clone()]);
+    let mut needed: Vec<String> =
+        profile::ALL.iter().flat_map(|p| p.modules.iter().map(|m| kmod::canonical_name(m))).collect();
+    let mut pinned = BTreeSet::from([vmlinuz]);
     while let Some(name) = needed.pop() {
-        let path = by_name
-            .get(&name)
-            .with_context(|| format!("{package} has no module `{name}`"))?;
+        let path = by_name.get(&name).with_context(|| format!("{package} has no module `{name}`"))?;
         if !pinned.insert(path.clone()) {
             continue;
         }
@@ -123,25 +119,84 @@ pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
         kmod::check_vermagic(path, &info, &release)?;
         needed.extend(info.depends);
     }
+    step.done(&format!("{} files pinned", pinned.len()));
+    Ok(PinnedPackage {
+        sha256,
+        size,
+        files: pinned
+            .iter()
+            .map(|p| PinnedFile {
+                path: p.clone(),
+                sha256: Sha256::of(&files[p]),
+                size: files[p].len() as u64,
+            })
+            .collect(),
+        ..pin
+    })
+}
+
+fn pin_source(apt: &mut PrivateApt, cache: &Cache, apt_dir: &Path, package: &str, version: &str, suite: &str) -> Result<PinnedSource> {
+    let spec = format!("{package}={version}");
+    let step = Step::start(format!("downloading the source of {spec}"));
+    let tmp = tempfile::tempdir_in(apt_dir)?;
+    let complaints = apt.download_source(&spec, tmp.path())?;
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(tmp.path())? {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        // The tarballs are what the build unpacks; the .dsc (when the mirror
+        // serves it) only lists them.
+        if name.ends_with(".dsc") || !name.contains(".tar.") {
+            continue;
+        }
+        let (sha256, size) = Sha256::of_file(&path)?;
+        cache.put_file(&path, &sha256, &name)?;
+        files.push(PinnedFile { path: name, sha256, size });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    if !files.iter().any(|f| f.path.contains(".orig.tar.")) {
+        bail!("the mirror served no .orig tarball of {spec}:\n{complaints}");
+    }
+    step.done(&format!("{} files pinned", files.len()));
+    Ok(PinnedSource {
+        name: "firmware".into(),
+        package: package.to_string(),
+        version: version.to_string(),
+        suite: suite.to_string(),
+        component: "main".into(),
+        files,
+    })
+}
+
+pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
+    let lock_path = root.join(LOCK_PATH);
+    let current = InputsLock::load(&lock_path).ok();
+    let cur_kernel = current.as_ref().and_then(|l| l.package("kernel").ok());
+    let cur_firmware = current.as_ref().and_then(|l| l.source("firmware").ok());
+    let (kernel_pkg, kernel_ver) = spec(&args.kernel, cur_kernel.map(|k| (k.package.as_str(), k.version.as_str())), None)?;
+    let (fw_pkg, fw_ver) = spec(
+        &args.firmware,
+        cur_firmware.map(|f| (f.package.as_str(), f.version.as_str())),
+        Some("edk2"),
+    )?;
+
+    let mirror = apt::system_mirror()?;
+    let apt_dir = root.join("target/cocoon/apt-lock");
+    let mut apt = PrivateApt::create(
+        &apt_dir,
+        &mirror,
+        &[(args.kernel_suite.clone(), "main".into())],
+        &[(args.firmware_suite.clone(), "main".into())],
+    )?;
+    let kernel_ver = resolve(&mut apt, &kernel_pkg, kernel_ver, &args.kernel_suite)?;
+    let fw_ver = resolve(&mut apt, &fw_pkg, fw_ver, &args.firmware_suite)?;
+    let cache = Cache::open_default()?;
     let lock = InputsLock {
         schema: LOCK_SCHEMA,
-        packages: vec![PinnedPackage {
-            sha256,
-            size,
-            files: pinned
-                .iter()
-                .map(|p| PinnedFile {
-                    path: p.clone(),
-                    sha256: Sha256::of(&files[p]),
-                    size: files[p].len() as u64,
-                })
-                .collect(),
-            ..pin
-        }],
+        packages: vec![pin_kernel(&mut apt, &cache, &apt_dir, &kernel_pkg, &kernel_ver, &args.kernel_suite)?],
+        sources: vec![pin_source(&mut apt, &cache, &apt_dir, &fw_pkg, &fw_ver, &args.firmware_suite)?],
     };
-    step.done(&format!("{} files pinned", pinned.len()));
-    std::fs::write(&lock_path, lock.to_toml())
-        .with_context(|| format!("writing {}", lock_path.display()))?;
+    std::fs::write(&lock_path, lock.to_toml()).with_context(|| format!("writing {}", lock_path.display()))?;
     if current.as_ref() == Some(&lock) {
         eprintln!("xtask: {LOCK_PATH} unchanged");
     } else {

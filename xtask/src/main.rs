@@ -7,9 +7,11 @@ mod bench;
 mod build;
 mod demo;
 mod env;
+mod firmware;
 mod guest;
 mod inputs;
 mod lock;
+mod measure;
 mod progress;
 mod setup;
 mod test;
@@ -41,6 +43,8 @@ enum Command {
     /// As root, installs the system packages it needs first; otherwise it
     /// prints the command that would.
     Demo(demo::Args),
+    /// Print the SEV-SNP launch measurement of a built image for one launch shape.
+    Measure(measure::Args),
     /// Re-pin image/inputs.lock to what the mirror serves now.
     Lock(lock::Args),
     /// Install (as root) or list the system packages the pipeline and the tests need.
@@ -67,6 +71,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run(&sh, &root, &args),
         Command::Build(args) => build::run(&sh, &root, &args).map(|_| ()),
         Command::Demo(args) => demo::run(&sh, &root, &args),
+        Command::Measure(args) => measure::run(&sh, &root, &args),
         Command::Lock(args) => lock::run(&sh, &root, &args),
         Command::Setup(args) => setup::run(&sh, &args),
         Command::Test(args) => test::run(&sh, &root, &args),

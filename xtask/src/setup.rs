@@ -27,6 +27,17 @@ const PACKAGES: &[(&str, Option<&str>, &str)] = &[
     ),
     ("build-essential", None, "command -v cc && command -v make"),
     ("dpkg-dev", None, "command -v dpkg-deb"),
+    // The SNP firmware build (edk2).
+    ("nasm", None, "command -v nasm"),
+    ("acpica-tools", None, "command -v iasl"),
+    ("uuid-dev", None, "test -e /usr/include/uuid/uuid.h"),
+    ("grub-efi-amd64-bin", None, "test -d /usr/lib/grub/x86_64-efi"),
+    ("grub-common", None, "command -v grub-mkimage"),
+    ("dosfstools", None, "command -v mkfs.msdos || test -x /usr/sbin/mkfs.msdos"),
+    ("mtools", None, "command -v mcopy"),
+    ("python3", None, "command -v python3"),
+    ("patch", None, "command -v patch"),
+    ("xz-utils", None, "command -v xz"),
 ];
 
 const BACKPORTS_SOURCE: &str = "/etc/apt/sources.list.d/cocoon-backports.sources";
