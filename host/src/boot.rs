@@ -1,38 +1,59 @@
-//! `cocoon-host boot --dev`: verify the image, start QEMU, wait until the
-//! guest answers over TLS, supervise it, power it off cleanly.
+//! `cocoon-host boot`: check an image, then boot it under SEV-SNP (with a
+//! GPU passed through) or, with `--dev`, without SEV for development.
 
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use cocoon_image::manifest::{self, Manifest};
 use cocoon_image::profile;
-use serde_json::{Value, json};
+use cocoon_measurements::snp::{
+    CpuType, DEFAULT_GUEST_FEATURES, LaunchInputs, LaunchShape, Measurer,
+};
+use serde_json::json;
 
 use crate::accel::{self, Accel};
-use crate::health;
-use crate::qemu::{self, DevVm};
-use crate::qmp::Qmp;
+use crate::qemu::{self, CBit, DevVm, GpuPassthrough, SnpVm};
+use crate::report::Report;
 use crate::rundir::RunDir;
-use crate::serial::{self, ConsoleLine};
+use crate::supervise::Supervisor;
 
 /// The guest's HTTPS port (see the guest's main module).
 const GUEST_PORT: u16 = 443;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Boot without SEV: the development and test path. (The SEV-SNP boot
-    /// comes with the SNP launch work; until then --dev is required.)
+    /// Boot without SEV (KVM when it can run the guest, TCG otherwise): the
+    /// development and test path. Without it, the boot is SEV-SNP.
     #[arg(long)]
     pub dev: bool,
-    /// The image directory (vmlinuz, initrd.img, cmdline, manifest.json).
+    /// The image directory (vmlinuz, initrd.img, cmdline, OVMF.fd, manifest.json).
     #[arg(long)]
     pub image: PathBuf,
+    /// vCPUs. Under SEV-SNP the manifest must list this count for --cpu-type.
+    #[arg(long, default_value_t = 2)]
+    pub vcpus: u32,
+    /// SEV-SNP: the QEMU CPU model the image was measured with
+    /// (EPYC-v4, EPYC-Milan, EPYC-Genoa, EPYC-Turin; never the host model).
+    #[arg(long)]
+    pub cpu_type: Option<String>,
+    /// Guest memory (e.g. 512M, 16G).
+    #[arg(long, default_value = "1G")]
+    pub memory: String,
+    /// SEV-SNP: a GPU to pass through with VFIO, by PCI address (0000:41:00.0).
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// Print the QEMU arguments (one per line) after every check, and exit.
+    #[arg(long)]
+    pub print_qemu_args: bool,
+    /// SEV-SNP: the C-bit position, instead of reading the host CPU (to
+    /// print the arguments for another machine).
+    #[arg(long, requires = "reduced_phys_bits")]
+    pub cbitpos: Option<u32>,
+    /// SEV-SNP: physical address bits lost to encryption, with --cbitpos.
+    #[arg(long, requires = "cbitpos")]
+    pub reduced_phys_bits: Option<u32>,
     /// Local port forwarded to the guest's HTTPS port (0: any free port).
     #[arg(long, default_value_t = 8443)]
     pub port: u16,
@@ -42,12 +63,7 @@ pub struct Args {
     /// Where to keep the QMP socket and logs [default: $XDG_RUNTIME_DIR/cocoon/<name>].
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
-    #[arg(long, default_value_t = 2)]
-    pub vcpus: u32,
-    /// Guest memory (e.g. 512M, 2G).
-    #[arg(long, default_value = "1G")]
-    pub memory: String,
-    /// auto: KVM when it can run the guest, TCG otherwise.
+    /// --dev only. auto: KVM when it can run the guest, TCG otherwise.
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     pub accel: AccelChoice,
     /// Seconds to wait for the guest to answer before giving up.
@@ -65,46 +81,59 @@ pub enum AccelChoice {
     Tcg,
 }
 
-/// Progress output: `cocoon-host: ...` lines, or JSON lines with `--json`.
-pub struct Report {
-    json: bool,
-}
-
-impl Report {
-    pub fn new(json: bool) -> Self {
-        Report { json }
-    }
-
-    /// Never fails: a closed stdout must not take the supervisor (and the
-    /// clean shutdown it owes the VM) down with it.
-    pub fn say(&self, event: &str, message: &str, fields: Value) {
-        use std::io::Write;
-        let line = if self.json {
-            let mut v = json!({ "event": event, "message": message });
-            if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), fields) {
-                obj.extend(extra);
-            }
-            v.to_string()
-        } else {
-            format!("cocoon-host: {message}")
-        };
-        let _ = writeln!(std::io::stdout(), "{line}");
-    }
+/// What the SEV-SNP launch will be, once every check passed.
+struct SnpLaunch {
+    shape: LaunchShape,
+    cbit: CBit,
+    gpu: Option<GpuPassthrough>,
+    measurement: String,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    if !args.dev {
-        bail!(
-            "only `--dev` boots exist in this version: the SEV-SNP boot needs the firmware and \
-             measurement work that has not landed yet"
-        );
-    }
     let report = Report::new(args.json);
     let memory_mib = qemu::parse_memory(&args.memory).map_err(anyhow::Error::msg)?;
-    if !(1..=64).contains(&args.vcpus) {
-        bail!("--vcpus {}: choose 1 to 64", args.vcpus);
+    if !(1..=512).contains(&args.vcpus) {
+        bail!("--vcpus {}: choose 1 to 512", args.vcpus);
+    }
+    if args.dev && (args.cpu_type.is_some() || args.gpu.is_some()) {
+        bail!(
+            "--cpu-type and --gpu are for SEV-SNP boots; a --dev boot uses the host's CPU model and no GPU"
+        );
     }
     let manifest = Manifest::load(&args.image)?;
+    manifest
+        .verify_artifacts(&args.image)
+        .context("refusing to boot")?;
+    profile::check_cmdline(&manifest.cmdline).map_err(anyhow::Error::msg)?;
+    let snp = if args.dev {
+        None
+    } else {
+        Some(snp_launch(args, &manifest)?)
+    };
+
+    if args.print_qemu_args {
+        let port = if args.port == 0 { 8443 } else { args.port };
+        let run = RunDir::locate(&args.name, args.run_dir.as_deref())?;
+        let accel = if args.dev {
+            choose_accel(args.accel)?
+        } else {
+            Accel::Kvm
+        };
+        for a in qemu_args(
+            args,
+            &manifest,
+            &args.image,
+            &run,
+            &accel,
+            snp.as_ref(),
+            memory_mib,
+            port,
+        ) {
+            println!("{a}");
+        }
+        return Ok(());
+    }
+
     let qemu_bin = qemu::find()?;
     let qemu_version = qemu::check_version(&qemu_bin)?;
     let run = RunDir::locate(&args.name, args.run_dir.as_deref())?;
@@ -113,7 +142,6 @@ pub fn run(args: &Args) -> Result<()> {
         // Boot private copies, checked after copying: nothing can change the
         // bytes between the check and QEMU reading them.
         let staged = stage(&args.image, &run.path, &manifest).context("refusing to boot")?;
-        profile::check_cmdline(&manifest.cmdline).map_err(anyhow::Error::msg)?;
         report.say(
             "verified",
             &format!(
@@ -129,27 +157,225 @@ pub fn run(args: &Args) -> Result<()> {
             ),
             json!({ "profile": manifest.profile, "commit": manifest.git.commit }),
         );
-        let accel = choose_accel(args.accel)?;
+        let accel = match &snp {
+            None => choose_accel(args.accel)?,
+            Some(launch) => {
+                // The copies are what QEMU reads: measure those.
+                check_measurement(&staged, &manifest, launch)?;
+                report.say(
+                    "measurement",
+                    &format!(
+                        "SEV-SNP launch of {} vCPUs on {}: expected measurement {}",
+                        launch.shape.vcpus, launch.shape.cpu_type, launch.measurement
+                    ),
+                    json!({ "measurement": launch.measurement, "vcpus": launch.shape.vcpus,
+                            "cpu_type": launch.shape.cpu_type.qemu_name() }),
+                );
+                match accel::probe() {
+                    Accel::Kvm => Accel::Kvm,
+                    Accel::Tcg(why) => bail!("SEV-SNP needs KVM on an AMD SNP host: {why}"),
+                }
+            }
+        };
         report.say(
             "accelerator",
             &format!("accelerator: {}", accel.describe()),
             json!({ "accel": accel.name() }),
         );
-        let vm = Vm {
-            args,
+        let port = match args.port {
+            0 => free_port()?,
+            p => {
+                // QEMU's own message for a taken port is obscure: check first.
+                std::net::TcpListener::bind(("127.0.0.1", p)).with_context(|| {
+                    format!("port {p} on 127.0.0.1 is not free: choose another with --port, or --port 0 for any")
+                })?;
+                p
+            }
+        };
+        Supervisor {
             report: &report,
             run: &run,
-            memory_mib,
             qemu: &qemu_bin,
             qemu_version: &qemu_version,
-            accel: &accel,
-            cmdline: &manifest.cmdline,
-            staged: &staged,
-        };
-        vm.supervise()
+            qemu_args: qemu_args(
+                args,
+                &manifest,
+                &staged,
+                &run,
+                &accel,
+                snp.as_ref(),
+                memory_mib,
+                port,
+            ),
+            port,
+            accel_name: accel.name(),
+            grace: match accel {
+                Accel::Kvm => Duration::from_secs(15),
+                Accel::Tcg(_) => Duration::from_secs(30),
+            },
+            boot_timeout: Duration::from_secs(args.boot_timeout),
+        }
+        .run()
     })();
     run.release();
     result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn qemu_args(
+    args: &Args,
+    manifest: &Manifest,
+    dir: &Path,
+    run: &RunDir,
+    accel: &Accel,
+    snp: Option<&SnpLaunch>,
+    memory_mib: u64,
+    port: u16,
+) -> Vec<String> {
+    let (kernel, initrd, firmware) = (
+        dir.join(manifest::KERNEL),
+        dir.join(manifest::INITRD),
+        dir.join(manifest::FIRMWARE),
+    );
+    let (serial_log, qmp_socket) = (run.serial_log(), run.qmp_socket());
+    match snp {
+        None => DevVm {
+            kernel: &kernel,
+            initrd: &initrd,
+            cmdline: &manifest.cmdline,
+            accel,
+            vcpus: args.vcpus,
+            memory_mib,
+            host_port: port,
+            guest_port: GUEST_PORT,
+            serial_log: &serial_log,
+            qmp_socket: &qmp_socket,
+        }
+        .args(),
+        Some(launch) => SnpVm {
+            firmware: &firmware,
+            kernel: &kernel,
+            initrd: &initrd,
+            cmdline: &manifest.cmdline,
+            cpu_model: launch.shape.cpu_type.qemu_name(),
+            vcpus: launch.shape.vcpus,
+            memory_mib,
+            cbit: launch.cbit,
+            gpu: launch.gpu.clone(),
+            host_port: port,
+            guest_port: GUEST_PORT,
+            serial_log: &serial_log,
+            qmp_socket: &qmp_socket,
+        }
+        .args(),
+    }
+}
+
+/// The SEV-SNP checks that need no QEMU: a launch shape the manifest lists,
+/// the host's C-bit, a well-formed GPU address.
+fn snp_launch(args: &Args, manifest: &Manifest) -> Result<SnpLaunch> {
+    let cpu_type: CpuType = args
+        .cpu_type
+        .as_deref()
+        .context("a SEV-SNP boot needs --cpu-type (the CPU model the image was measured with); or boot with --dev")?
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let shape = LaunchShape {
+        vcpus: args.vcpus,
+        cpu_type,
+        guest_features: DEFAULT_GUEST_FEATURES,
+    };
+    let Some(record) = manifest.measurements.iter().find(|r| {
+        r.vcpus == shape.vcpus
+            && r.cpu_type == cpu_type.qemu_name()
+            && r.guest_features == format!("{:#x}", shape.guest_features)
+    }) else {
+        let listed = listed_shapes(manifest);
+        bail!(
+            "the image was not measured for {} vCPUs on {cpu_type}; refusing a launch nobody could verify. \
+             Its manifest lists: {listed}",
+            shape.vcpus
+        );
+    };
+    let cbit = match (args.cbitpos, args.reduced_phys_bits) {
+        (Some(position), Some(reduced_phys_bits)) => CBit {
+            position,
+            reduced_phys_bits,
+        },
+        _ => CBit::from_host()?,
+    };
+    let gpu = match &args.gpu {
+        Some(bdf) => {
+            check_bdf(bdf)?;
+            Some(GpuPassthrough {
+                bdf: bdf.clone(),
+                iommufd: Path::new("/dev/iommu").exists(),
+            })
+        }
+        None => None,
+    };
+    Ok(SnpLaunch {
+        shape,
+        cbit,
+        gpu,
+        measurement: record.measurement.clone(),
+    })
+}
+
+/// `vCPUs 1-64 on EPYC-v4, ...`: the manifest's shapes, compactly.
+fn listed_shapes(manifest: &Manifest) -> String {
+    let mut by_type: std::collections::BTreeMap<&str, Vec<u32>> = Default::default();
+    for r in &manifest.measurements {
+        by_type.entry(&r.cpu_type).or_default().push(r.vcpus);
+    }
+    if by_type.is_empty() {
+        return "nothing (an image built before measurements existed: rebuild it)".into();
+    }
+    by_type
+        .iter()
+        .map(|(t, v)| {
+            format!(
+                "{}-{} vCPUs on {t}",
+                v.iter().min().unwrap(),
+                v.iter().max().unwrap()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Recomputes the launch digest of the bytes QEMU will read and compares it
+/// with the manifest's.
+fn check_measurement(dir: &Path, manifest: &Manifest, launch: &SnpLaunch) -> Result<()> {
+    let inputs = LaunchInputs {
+        ovmf: dir.join(manifest::FIRMWARE),
+        kernel: dir.join(manifest::KERNEL),
+        initrd: dir.join(manifest::INITRD),
+        cmdline: manifest.cmdline.clone(),
+    };
+    let computed = Measurer::new(&inputs)?.measure(&launch.shape)?.to_hex();
+    if computed != launch.measurement {
+        bail!(
+            "refusing to boot: the manifest expects measurement {} for this shape, but the image measures {computed}",
+            launch.measurement
+        );
+    }
+    Ok(())
+}
+
+/// `dddd:bb:dd.f`, hex.
+fn check_bdf(bdf: &str) -> Result<()> {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let ok = match bdf.split([':', '.']).collect::<Vec<_>>().as_slice() {
+        [d, b, s, f] => {
+            hex(d, 4) && hex(b, 2) && hex(s, 2) && f.len() == 1 && f.as_bytes()[0].is_ascii_digit()
+        }
+        _ => false,
+    };
+    if !ok {
+        bail!("--gpu {bdf:?} is not a PCI address like 0000:41:00.0 (see `lspci -D`)");
+    }
+    Ok(())
 }
 
 fn short(commit: &str) -> &str {
@@ -167,10 +393,9 @@ fn choose_accel(choice: AccelChoice) -> Result<Accel> {
     })
 }
 
-/// Copies the kernel and initrd into the run directory and checks the
-/// copies against the manifest.
+/// Copies the artifacts into the run directory and checks the copies
+/// against the manifest.
 fn stage(image: &Path, run_dir: &Path, manifest: &Manifest) -> Result<PathBuf> {
-    manifest.verify_artifacts(image)?;
     let dir = run_dir.join("image");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir)?;
@@ -187,360 +412,22 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// Boot phases as the host saw them, with the guest's own clock.
-#[derive(Default)]
-struct Timeline {
-    init: Option<(Instant, u64)>,
-    listening: Option<(Instant, u64)>,
-    ready: Option<Instant>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Timeline {
-    fn json(&self, start: Instant) -> Value {
-        let ms = |d: Duration| d.as_millis() as u64;
-        // The kernel started `uptime` before the host read each event; the
-        // earliest such estimate has the least reading delay in it.
-        let kernel_start = [self.init, self.listening]
-            .into_iter()
-            .flatten()
-            .map(|(seen, up)| seen.checked_sub(Duration::from_millis(up)).unwrap_or(start))
-            .min()
-            .unwrap_or(start)
-            .max(start);
-        let (Some((_, init)), Some((listen_seen, listen)), Some(ready)) =
-            (self.init, self.listening, self.ready)
-        else {
-            return Value::Null;
-        };
-        json!({
-            "qemu_and_firmware_ms": ms(kernel_start - start),
-            "kernel_ms": init,
-            "init_to_listening_ms": listen.saturating_sub(init),
-            "first_health_ms": ms(ready.saturating_duration_since(listen_seen)),
-            "total_ms": ms(ready - start),
-        })
-    }
-}
-
-struct Vm<'a> {
-    args: &'a Args,
-    report: &'a Report,
-    run: &'a RunDir,
-    memory_mib: u64,
-    qemu: &'a Path,
-    qemu_version: &'a str,
-    accel: &'a Accel,
-    cmdline: &'a str,
-    staged: &'a Path,
-}
-
-/// Why the supervision loop ended.
-enum Ending {
-    /// Ctrl-C or `cocoon-host stop`; `listening`: whether the guest was
-    /// already up (and so listens for the power button).
-    StopRequested {
-        listening: bool,
-    },
-    Exited(String),
-}
-
-impl Vm<'_> {
-    fn supervise(&self) -> Result<()> {
-        let port = if self.args.port == 0 {
-            free_port()?
-        } else {
-            self.args.port
-        };
-        let (kernel, initrd) = (
-            self.staged.join(manifest::KERNEL),
-            self.staged.join(manifest::INITRD),
-        );
-        let vm = DevVm {
-            kernel: &kernel,
-            initrd: &initrd,
-            cmdline: self.cmdline,
-            accel: self.accel,
-            vcpus: self.args.vcpus,
-            memory_mib: self.memory_mib,
-            host_port: port,
-            guest_port: GUEST_PORT,
-            serial_log: &self.run.serial_log(),
-            qmp_socket: &self.run.qmp_socket(),
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(sig, stop.clone())?;
-        }
-        let log = fs::File::create(self.run.qemu_log())?;
-        let start = Instant::now();
-        let mut command = Command::new(self.qemu);
-        command
-            .args(vm.args())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        // If this supervisor dies, however it dies, QEMU goes with it: no
-        // orphaned VM keeps a port and memory.
-        // SAFETY: prctl is async-signal-safe and touches no Rust state.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("starting {}", self.qemu.display()))?;
-        self.report.say(
-            "started",
-            &format!(
-                "QEMU {} started (pid {}); serial console: {}",
-                self.qemu_version,
-                child.id(),
-                self.run.serial_log().display()
-            ),
-            json!({ "pid": child.id(), "serial_log": self.run.serial_log(), "port": port }),
-        );
-        let mut qmp = match Qmp::connect(&self.run.qmp_socket(), Duration::from_secs(15)) {
-            Ok(q) => q,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("{e:#}\n{}", self.qemu_log_tail());
-            }
-        };
-        let console = serial::follow(&self.run.serial_log());
-        let ending = self.watch(&mut child, &console, &stop, port, start);
-        match ending {
-            Ok(Ending::StopRequested { listening: true }) => self.power_down(&mut qmp, &mut child),
-            Ok(Ending::StopRequested { listening: false }) => {
-                // Nothing runs yet that could shut down cleanly: stop QEMU now.
-                let _ = qmp.execute("quit", None);
-                if wait_exit(&mut child, Duration::from_secs(5)).is_none() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
-                self.report
-                    .say("stopped", "stopped during boot", json!({ "clean": false }));
-                Ok(())
-            }
-            Ok(Ending::Exited(why)) => bail!("{why}"),
-            Err(e) => {
-                let _ = qmp.execute("quit", None);
-                let _ = wait_exit(&mut child, Duration::from_secs(5)).or_else(|| {
-                    let _ = child.kill();
-                    child.wait().ok()
-                });
-                Err(e)
-            }
+    #[test]
+    fn pci_addresses() {
+        check_bdf("0000:41:00.0").unwrap();
+        check_bdf("0000:c1:1f.7").unwrap();
+        for bad in [
+            "41:00.0",
+            "0000:41:00",
+            "0000:41:00.0 --x",
+            "0000:4g:00.0",
+            "",
+        ] {
+            assert!(check_bdf(bad).is_err(), "{bad}");
         }
     }
-
-    /// Follows the boot until the guest answers, then until a stop is
-    /// requested or the VM goes away.
-    fn watch(
-        &self,
-        child: &mut Child,
-        console: &std::sync::mpsc::Receiver<ConsoleLine>,
-        stop: &AtomicBool,
-        port: u16,
-        start: Instant,
-    ) -> Result<Ending> {
-        let deadline = start + Duration::from_secs(self.args.boot_timeout);
-        let mut timeline = Timeline::default();
-        let mut cert: Option<String> = None;
-        let mut fatal: Option<String> = None;
-        let mut last_error = String::from("the guest has not started listening");
-        let mut next_try = Instant::now();
-        loop {
-            if stop.load(Ordering::SeqCst) {
-                return Ok(Ending::StopRequested {
-                    listening: timeline.listening.is_some(),
-                });
-            }
-            while let Ok(line) = console.try_recv() {
-                match line {
-                    ConsoleLine::Event(seen, v) => {
-                        let up = v["uptime_ms"].as_u64().unwrap_or(0);
-                        match v["event"].as_str().unwrap_or("") {
-                            "init" => {
-                                timeline.init = Some((seen, up));
-                                self.report.say(
-                                    "guest-init",
-                                    &format!(
-                                        "guest /init started {:.2} s after kernel start",
-                                        up as f64 / 1e3
-                                    ),
-                                    json!({ "uptime_ms": up }),
-                                );
-                            }
-                            "listening" => {
-                                timeline.listening = Some((seen, up));
-                                cert = v["cert_sha256"].as_str().map(str::to_string);
-                            }
-                            "fatal" => fatal = v["reason"].as_str().map(str::to_string),
-                            _ => {}
-                        }
-                    }
-                    ConsoleLine::KernelPanic(line) => {
-                        fatal = Some(format!("the guest kernel panicked: {line}"))
-                    }
-                }
-            }
-            if let Some(status) = child.try_wait()? {
-                // Give the console a moment: the reason is often its last line.
-                std::thread::sleep(Duration::from_millis(100));
-                while let Ok(ConsoleLine::Event(_, v)) = console.try_recv() {
-                    if v["event"] == "fatal" {
-                        fatal = v["reason"].as_str().map(str::to_string);
-                    }
-                }
-                let why = match fatal {
-                    Some(reason) => format!("the guest stopped: {reason}"),
-                    None => format!(
-                        "QEMU exited ({status}) before it was asked to stop\n{}",
-                        self.qemu_log_tail()
-                    ),
-                };
-                return Ok(Ending::Exited(format!(
-                    "{why}\n  serial console: {}",
-                    self.run.serial_log().display()
-                )));
-            }
-            if timeline.ready.is_none() {
-                if let Some(fp) = cert.as_deref().filter(|_| Instant::now() >= next_try) {
-                    match health::get(port, "/health", fp, Duration::from_secs(5)) {
-                        Ok((200, body)) => {
-                            timeline.ready = Some(Instant::now());
-                            let times = timeline.json(start);
-                            let url = format!("https://127.0.0.1:{port}");
-                            self.report.say(
-                                "ready",
-                                &format!(
-                                    "ready: {url} answered GET /health in {:.2} s: {}",
-                                    times["total_ms"].as_u64().unwrap_or(0) as f64 / 1e3,
-                                    body.trim()
-                                ),
-                                json!({ "url": url, "cert_sha256": fp, "health": body.trim(), "timeline": times,
-                                        "accel": self.accel.name() }),
-                            );
-                            self.report.say(
-                                "timeline",
-                                &describe_timeline(&times),
-                                json!({ "timeline": times }),
-                            );
-                            self.report.say(
-                                "hint",
-                                &format!(
-                                    "the guest's TLS certificate has sha256 {fp}; Ctrl-C or `cocoon-host stop --name {}` powers it off",
-                                    self.run.name
-                                ),
-                                json!({}),
-                            );
-                        }
-                        Ok((status, body)) => {
-                            last_error = format!("GET /health answered {status}: {body}")
-                        }
-                        Err(e) => last_error = format!("{e:#}"),
-                    }
-                    next_try = Instant::now() + Duration::from_millis(100);
-                }
-                if Instant::now() > deadline {
-                    bail!(
-                        "the guest did not answer GET /health within {} s ({last_error})\n  serial console: {}",
-                        self.args.boot_timeout,
-                        self.run.serial_log().display()
-                    );
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// ACPI power button, then the guest powers itself off; QMP `quit` and
-    /// finally a kill only if it does not.
-    fn power_down(&self, qmp: &mut Qmp, child: &mut Child) -> Result<()> {
-        let grace = match self.accel {
-            Accel::Kvm => Duration::from_secs(15),
-            Accel::Tcg(_) => Duration::from_secs(30),
-        };
-        self.report.say(
-            "stopping",
-            "stopping: pressing the VM's ACPI power button",
-            json!({}),
-        );
-        if let Err(e) = qmp.execute("system_powerdown", None) {
-            self.report
-                .say("warning", &format!("system_powerdown: {e:#}"), json!({}));
-        }
-        if let Some(status) = wait_exit(child, grace) {
-            let reason = shutdown_reason(qmp);
-            if reason.as_deref() == Some("guest-shutdown") {
-                self.report.say(
-                    "stopped",
-                    "VM stopped cleanly: the guest powered itself off",
-                    json!({ "clean": true, "status": status.code() }),
-                );
-                return Ok(());
-            }
-            bail!("the VM stopped, but not by powering off (QEMU: {status}, reason {reason:?})");
-        }
-        let _ = qmp.execute("quit", None);
-        if wait_exit(child, Duration::from_secs(5)).is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        bail!(
-            "the guest did not power off within {} s of the ACPI power button; QEMU was stopped hard\n  serial console: {}",
-            grace.as_secs(),
-            self.run.serial_log().display()
-        )
-    }
-
-    fn qemu_log_tail(&self) -> String {
-        let text = fs::read_to_string(self.run.qemu_log()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().rev().take(10).collect();
-        let tail: Vec<&str> = lines.into_iter().rev().collect();
-        format!(
-            "  QEMU said ({}):\n    {}",
-            self.run.qemu_log().display(),
-            tail.join("\n    ")
-        )
-    }
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
-/// The `reason` of QEMU's SHUTDOWN event, if it sent one.
-fn shutdown_reason(qmp: &Qmp) -> Option<String> {
-    let mut reason = None;
-    while let Ok(ev) = qmp.events.recv_timeout(Duration::from_millis(200)) {
-        if ev["event"] == "SHUTDOWN" {
-            reason = ev["data"]["reason"].as_str().map(str::to_string);
-        }
-    }
-    reason
-}
-
-fn describe_timeline(t: &Value) -> String {
-    let s = |k: &str| t[k].as_u64().unwrap_or(0) as f64 / 1e3;
-    format!(
-        "boot timeline: QEMU + firmware {:.2} s, kernel {:.2} s, /init to listening {:.2} s, first /health {:.2} s; total {:.2} s",
-        s("qemu_and_firmware_ms"),
-        s("kernel_ms"),
-        s("init_to_listening_ms"),
-        s("first_health_ms"),
-        s("total_ms")
-    )
 }

@@ -8,11 +8,14 @@
 mod accel;
 mod boot;
 mod health;
+mod preflight;
 mod qemu;
 mod qmp;
+mod report;
 mod rundir;
 mod serial;
 mod stop;
+mod supervise;
 
 use std::process::ExitCode;
 
@@ -40,6 +43,8 @@ enum Command {
     Boot(boot::Args),
     /// Power off a VM started by `cocoon-host boot`.
     Stop(stop::Args),
+    /// Check that this host can boot cocoon under SEV-SNP (with a GPU), and say what to fix.
+    Preflight(preflight::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Boot(args) => boot::run(&args),
         Command::Stop(args) => stop::run(&args),
+        Command::Preflight(args) => preflight::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

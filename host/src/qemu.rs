@@ -102,7 +102,7 @@ impl DevVm<'_> {
             Accel::Kvm => ("q35,accel=kvm", "host"),
             Accel::Tcg(_) => ("q35,accel=tcg", "max"),
         };
-        vec![
+        let mut a: Vec<String> = vec![
             "-nodefaults".into(),
             "-no-user-config".into(),
             "-display".into(),
@@ -121,28 +121,174 @@ impl DevVm<'_> {
             p(self.initrd),
             "-append".into(),
             self.cmdline.to_string(),
-            // The guest console: to a file the host tails.
-            "-chardev".into(),
-            format!("file,id=serial0,path={}", p(self.serial_log)),
-            "-serial".into(),
-            "chardev:serial0".into(),
-            // User networking, serving DHCP, with one forwarded port bound
-            // to loopback only.
-            "-netdev".into(),
+        ];
+        a.extend(network_args(self.host_port, self.guest_port));
+        a.extend(control_args(self.serial_log, self.qmp_socket));
+        a
+    }
+}
+
+/// How the guest reaches the network and the host reaches the guest:
+/// QEMU user networking with one port forwarded from loopback.
+fn network_args(host_port: u16, guest_port: u16) -> Vec<String> {
+    vec![
+        "-netdev".into(),
+        format!("user,id=net0,hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}"),
+        // Modern-only virtio with DMA through the platform, as SEV needs;
+        // no option ROM (direct kernel boot needs no network boot).
+        "-device".into(),
+        "virtio-net-pci,netdev=net0,disable-legacy=on,iommu_platform=true,romfile=".into(),
+    ]
+}
+
+/// The console to a file the host follows, QMP on a unix socket, and no
+/// reboot (a guest reboot is a crash: `panic=-1`).
+fn control_args(serial_log: &Path, qmp_socket: &Path) -> Vec<String> {
+    vec![
+        "-chardev".into(),
+        format!("file,id=serial0,path={}", serial_log.display()),
+        "-serial".into(),
+        "chardev:serial0".into(),
+        "-qmp".into(),
+        format!("unix:{},server=on,wait=off", qmp_socket.display()),
+        "-no-reboot".into(),
+    ]
+}
+
+/// Where the host CPU puts the SEV C-bit, and how many physical address
+/// bits encryption takes away (CPUID 0x8000_001F EBX).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CBit {
+    pub position: u32,
+    pub reduced_phys_bits: u32,
+}
+
+impl CBit {
+    /// Reads the host CPU; fails on a CPU without SEV-SNP.
+    pub fn from_host() -> Result<CBit> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::__cpuid;
+            let vendor = __cpuid(0);
+            let name: Vec<u8> = [vendor.ebx, vendor.edx, vendor.ecx]
+                .iter()
+                .flat_map(|r| r.to_le_bytes())
+                .collect();
+            let max_ext = __cpuid(0x8000_0000).eax;
+            if name != b"AuthenticAMD" || max_ext < 0x8000_001f {
+                bail!(
+                    "this is not an AMD CPU with SEV ({}): SEV-SNP needs an AMD EPYC host; pass --cbitpos and --reduced-phys-bits to print the arguments for one",
+                    String::from_utf8_lossy(&name)
+                );
+            }
+            let leaf = __cpuid(0x8000_001f);
+            if leaf.eax & (1 << 4) == 0 {
+                bail!(
+                    "the CPU does not report SEV-SNP (CPUID 0x8000001F EAX bit 4): enable it in the BIOS"
+                );
+            }
+            Ok(CBit {
+                position: leaf.ebx & 0x3f,
+                reduced_phys_bits: (leaf.ebx >> 6) & 0x3f,
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        bail!("SEV-SNP needs an x86_64 AMD host")
+    }
+}
+
+/// A GPU handed to the guest with VFIO.
+#[derive(Debug, Clone)]
+pub struct GpuPassthrough {
+    /// PCI address, `0000:41:00.0`.
+    pub bdf: String,
+    /// Use the iommufd backend (QEMU ≥ 9 with `/dev/iommu`) instead of the
+    /// legacy VFIO container.
+    pub iommufd: bool,
+}
+
+/// SEV-SNP guest policy: bit 16 is reserved and must be set, bit 17 allows
+/// SMT; bit 18 (migration agent) and bit 19 (debug) stay clear.
+pub const SNP_POLICY: u64 = 0x30000;
+/// MMIO space above 4 GiB for the GPU's BARs (an H100's are 128 GiB+).
+pub const GPU_MMIO64_MB: u64 = 262_144;
+
+/// A VM under SEV-SNP: the measured firmware, kernel, initrd and command
+/// line, the measured CPU model and vCPU count.
+pub struct SnpVm<'a> {
+    pub firmware: &'a Path,
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    pub cmdline: &'a str,
+    /// The QEMU CPU model that was measured (never `host`).
+    pub cpu_model: &'a str,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub cbit: CBit,
+    pub gpu: Option<GpuPassthrough>,
+    pub host_port: u16,
+    pub guest_port: u16,
+    pub serial_log: &'a Path,
+    pub qmp_socket: &'a Path,
+}
+
+impl SnpVm<'_> {
+    pub fn args(&self) -> Vec<String> {
+        let p = |p: &Path| p.display().to_string();
+        let mut a: Vec<String> = vec![
+            "-nodefaults".into(),
+            "-no-user-config".into(),
+            "-display".into(),
+            "none".into(),
+            "-machine".into(),
+            "q35,accel=kvm,confidential-guest-support=sev0,memory-backend=ram0,vmport=off".into(),
+            "-cpu".into(),
+            self.cpu_model.into(),
+            "-smp".into(),
+            self.vcpus.to_string(),
+            "-m".into(),
+            format!("{}M", self.memory_mib),
+            // Guest memory the host can hand to the PSP page by page.
+            "-object".into(),
             format!(
-                "user,id=net0,hostfwd=tcp:127.0.0.1:{}-:{}",
-                self.host_port, self.guest_port
+                "memory-backend-memfd,id=ram0,size={}M,share=true,prealloc=false",
+                self.memory_mib
             ),
-            // Virtio as SEV needs it (modern only, DMA through the platform),
-            // so the dev boot runs the same driver paths. No option ROM:
-            // direct kernel boot needs no network boot.
-            "-device".into(),
-            "virtio-net-pci,netdev=net0,disable-legacy=on,iommu_platform=true,romfile=".into(),
-            "-qmp".into(),
-            format!("unix:{},server=on,wait=off", p(self.qmp_socket)),
-            // A guest reboot is a crash (panic=-1): stop instead of looping.
-            "-no-reboot".into(),
-        ]
+            "-object".into(),
+            format!(
+                "sev-snp-guest,id=sev0,policy={SNP_POLICY:#x},cbitpos={},reduced-phys-bits={},kernel-hashes=on",
+                self.cbit.position, self.cbit.reduced_phys_bits
+            ),
+            "-bios".into(),
+            p(self.firmware),
+            "-kernel".into(),
+            p(self.kernel),
+            "-initrd".into(),
+            p(self.initrd),
+            "-append".into(),
+            self.cmdline.into(),
+        ];
+        a.extend(network_args(self.host_port, self.guest_port));
+        if let Some(gpu) = &self.gpu {
+            if gpu.iommufd {
+                a.extend(["-object".into(), "iommufd,id=iommufd0".into()]);
+            }
+            a.extend([
+                "-device".into(),
+                "pcie-root-port,id=gpu-port0,bus=pcie.0,chassis=1".into(),
+            ]);
+            let backend = if gpu.iommufd { ",iommufd=iommufd0" } else { "" };
+            a.extend([
+                "-device".into(),
+                format!("vfio-pci,host={},bus=gpu-port0{backend}", gpu.bdf),
+            ]);
+            a.extend([
+                "-fw_cfg".into(),
+                format!("name=opt/ovmf/X-PciMmio64Mb,string={GPU_MMIO64_MB}"),
+            ]);
+        }
+        a.extend(control_args(self.serial_log, self.qmp_socket));
+        a
     }
 }
 
@@ -195,10 +341,131 @@ mod tests {
             vm.args().join(" "),
             "-nodefaults -no-user-config -display none -machine q35,accel=tcg -cpu max -smp 2 -m 1024M \
              -kernel /img/vmlinuz -initrd /img/initrd.img -append console=ttyS0 quiet \
-             -chardev file,id=serial0,path=/run/serial.log -serial chardev:serial0 \
              -netdev user,id=net0,hostfwd=tcp:127.0.0.1:8443-:443 \
              -device virtio-net-pci,netdev=net0,disable-legacy=on,iommu_platform=true,romfile= \
+             -chardev file,id=serial0,path=/run/serial.log -serial chardev:serial0 \
              -qmp unix:/run/qmp.sock,server=on,wait=off -no-reboot"
         );
+    }
+
+    fn snp(gpu: Option<GpuPassthrough>) -> Vec<String> {
+        SnpVm {
+            firmware: Path::new("/img/OVMF.fd"),
+            kernel: Path::new("/img/vmlinuz"),
+            initrd: Path::new("/img/initrd.img"),
+            cmdline: "console=ttyS0 quiet panic=-1",
+            cpu_model: "EPYC-Genoa",
+            vcpus: 8,
+            memory_mib: 65536,
+            cbit: CBit {
+                position: 51,
+                reduced_phys_bits: 1,
+            },
+            gpu,
+            host_port: 8443,
+            guest_port: 443,
+            serial_log: Path::new("/run/serial.log"),
+            qmp_socket: Path::new("/run/qmp.sock"),
+        }
+        .args()
+    }
+
+    /// The exact SNP command line: every option here is part of what the
+    /// measurement assumes or what SEV needs; a change must be deliberate.
+    #[test]
+    fn snp_command_line_is_pinned() {
+        assert_eq!(
+            snp(None),
+            [
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+                "-machine",
+                "q35,accel=kvm,confidential-guest-support=sev0,memory-backend=ram0,vmport=off",
+                "-cpu",
+                "EPYC-Genoa",
+                "-smp",
+                "8",
+                "-m",
+                "65536M",
+                "-object",
+                "memory-backend-memfd,id=ram0,size=65536M,share=true,prealloc=false",
+                "-object",
+                "sev-snp-guest,id=sev0,policy=0x30000,cbitpos=51,reduced-phys-bits=1,kernel-hashes=on",
+                "-bios",
+                "/img/OVMF.fd",
+                "-kernel",
+                "/img/vmlinuz",
+                "-initrd",
+                "/img/initrd.img",
+                "-append",
+                "console=ttyS0 quiet panic=-1",
+                "-netdev",
+                "user,id=net0,hostfwd=tcp:127.0.0.1:8443-:443",
+                "-device",
+                "virtio-net-pci,netdev=net0,disable-legacy=on,iommu_platform=true,romfile=",
+                "-chardev",
+                "file,id=serial0,path=/run/serial.log",
+                "-serial",
+                "chardev:serial0",
+                "-qmp",
+                "unix:/run/qmp.sock,server=on,wait=off",
+                "-no-reboot",
+            ]
+        );
+    }
+
+    #[test]
+    fn snp_command_line_with_a_gpu_is_pinned() {
+        let gpu = |iommufd| {
+            Some(GpuPassthrough {
+                bdf: "0000:41:00.0".into(),
+                iommufd,
+            })
+        };
+        let with = snp(gpu(true));
+        let base = snp(None);
+        // The GPU goes between the network and the console, nothing else moves.
+        let at = base.iter().position(|a| a == "-chardev").unwrap();
+        let mut expected = base.clone();
+        expected.splice(
+            at..at,
+            [
+                "-object",
+                "iommufd,id=iommufd0",
+                "-device",
+                "pcie-root-port,id=gpu-port0,bus=pcie.0,chassis=1",
+                "-device",
+                "vfio-pci,host=0000:41:00.0,bus=gpu-port0,iommufd=iommufd0",
+                "-fw_cfg",
+                "name=opt/ovmf/X-PciMmio64Mb,string=262144",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(with, expected);
+        let legacy = snp(gpu(false)).join(" ");
+        assert!(
+            legacy.contains("vfio-pci,host=0000:41:00.0,bus=gpu-port0 ")
+                && !legacy.contains("iommufd")
+        );
+    }
+
+    #[test]
+    fn snp_never_uses_the_host_cpu_model_or_debug_policy() {
+        let args = snp(None).join(" ");
+        assert!(!args.contains("-cpu host"));
+        let policy = u64::from_str_radix(
+            args.split("policy=0x")
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap(),
+            16,
+        )
+        .unwrap();
+        assert_eq!(policy & (1 << 19), 0, "debug allowed");
+        assert_eq!(policy & (1 << 18), 0, "migration agent allowed");
     }
 }

@@ -346,7 +346,8 @@ impl PrivateApt {
         self.update()?;
         fs::create_dir_all(dest).map_err(io_err(dest))?;
         let mut c = self.command("apt-get");
-        c.current_dir(dest).args(["-q", "source", "--download-only", spec]);
+        c.current_dir(dest)
+            .args(["-q", "source", "--download-only", spec]);
         let out = self.run(c, "apt-get")?;
         Ok(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }

@@ -132,19 +132,29 @@ impl InputsLock {
         let entries = self
             .packages
             .iter()
-            .map(|p| (&p.name, [&p.package, &p.version, &p.suite, &p.component], &p.files))
-            .chain(
-                self.sources
-                    .iter()
-                    .map(|s| (&s.name, [&s.package, &s.version, &s.suite, &s.component], &s.files)),
-            );
+            .map(|p| {
+                (
+                    &p.name,
+                    [&p.package, &p.version, &p.suite, &p.component],
+                    &p.files,
+                )
+            })
+            .chain(self.sources.iter().map(|s| {
+                (
+                    &s.name,
+                    [&s.package, &s.version, &s.suite, &s.component],
+                    &s.files,
+                )
+            }));
         for (name, fields, files) in entries {
             if !names.insert(name) {
                 return Err(format!("input `{name}` is pinned twice"));
             }
             for field in fields {
                 if field.is_empty() || field.chars().any(|c| c.is_whitespace() || c == '=') {
-                    return Err(format!("input `{name}` has an empty or malformed field `{field}`"));
+                    return Err(format!(
+                        "input `{name}` has an empty or malformed field `{field}`"
+                    ));
                 }
             }
             let mut paths = BTreeSet::new();

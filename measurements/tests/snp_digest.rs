@@ -3,10 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use cocoon_measurements::snp::{CpuType, LaunchInputs, LaunchShape, MeasureError, Measurer, reference_digest};
+use cocoon_measurements::snp::{
+    CpuType, LaunchInputs, LaunchShape, MeasureError, Measurer, reference_digest,
+};
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 fn inputs(dir: &Path, kernel: &[u8], initrd: &[u8], cmdline: &str, ovmf: &str) -> LaunchInputs {
@@ -34,8 +38,16 @@ fn shape(vcpus: u32, cpu_type: CpuType, guest_features: u64) -> LaunchShape {
 fn matches_the_published_vectors() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("", 0x1, "ddc5224521617a536ee7ce9dd6224d1b58a8d4fda1c741f3ac99fc4bfa04ba6e9fc98646d4a07a9079397fa3852819b5"),
-        ("", 0x21, "329c8ce0972ae52343b64d34a434a86f245dfd74f5ed7aae15d22efc78fb9683632b9b50e4e1d7fa41179ef98a7ef198"),
+        (
+            "",
+            0x1,
+            "ddc5224521617a536ee7ce9dd6224d1b58a8d4fda1c741f3ac99fc4bfa04ba6e9fc98646d4a07a9079397fa3852819b5",
+        ),
+        (
+            "",
+            0x21,
+            "329c8ce0972ae52343b64d34a434a86f245dfd74f5ed7aae15d22efc78fb9683632b9b50e4e1d7fa41179ef98a7ef198",
+        ),
         (
             "console=ttyS0 loglevel=7",
             0x1,
@@ -49,8 +61,15 @@ fn matches_the_published_vectors() {
     ];
     for (cmdline, features, expected) in cases {
         let inp = inputs(dir.path(), b"", b"", cmdline, "ovmf_AmdSev_suffix.bin");
-        let got = Measurer::new(&inp).unwrap().measure(&shape(1, CpuType::EpycV4, features)).unwrap();
-        assert_eq!(got.to_hex(), expected, "cmdline {cmdline:?}, features {features:#x}");
+        let got = Measurer::new(&inp)
+            .unwrap()
+            .measure(&shape(1, CpuType::EpycV4, features))
+            .unwrap();
+        assert_eq!(
+            got.to_hex(),
+            expected,
+            "cmdline {cmdline:?}, features {features:#x}"
+        );
     }
 }
 
@@ -58,13 +77,23 @@ fn matches_the_published_vectors() {
 fn fast_path_equals_the_sev_reference_for_every_cpu_type() {
     let dir = tempfile::tempdir().unwrap();
     let kernel: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let inp = inputs(dir.path(), &kernel, b"initrd bytes", "console=ttyS0 quiet panic=-1", "ovmf_AmdSev_suffix.bin");
+    let inp = inputs(
+        dir.path(),
+        &kernel,
+        b"initrd bytes",
+        "console=ttyS0 quiet panic=-1",
+        "ovmf_AmdSev_suffix.bin",
+    );
     let m = Measurer::new(&inp).unwrap();
     for cpu in CpuType::ALL {
         for vcpus in [1, 2, 3, 8, 64] {
             for features in [0x1, 0x21] {
                 let s = shape(vcpus, cpu, features);
-                assert_eq!(m.measure(&s).unwrap(), reference_digest(&inp, &s).unwrap(), "{s:?}");
+                assert_eq!(
+                    m.measure(&s).unwrap(),
+                    reference_digest(&inp, &s).unwrap(),
+                    "{s:?}"
+                );
             }
         }
     }
@@ -78,24 +107,48 @@ fn different_shapes_give_different_digests() {
     let mut seen = std::collections::HashSet::new();
     for cpu in CpuType::ALL {
         for vcpus in 1..=4 {
-            assert!(seen.insert(m.measure(&shape(vcpus, cpu, 1)).unwrap()), "{cpu} {vcpus}");
+            assert!(
+                seen.insert(m.measure(&shape(vcpus, cpu, 1)).unwrap()),
+                "{cpu} {vcpus}"
+            );
         }
     }
     // And the image matters: another command line, another digest.
-    let other = Measurer::new(&inputs(dir.path(), b"k", b"i", "d", "ovmf_AmdSev_suffix.bin")).unwrap();
+    let other = Measurer::new(&inputs(
+        dir.path(),
+        b"k",
+        b"i",
+        "d",
+        "ovmf_AmdSev_suffix.bin",
+    ))
+    .unwrap();
     assert!(!seen.contains(&other.measure(&shape(1, CpuType::EpycV4, 1)).unwrap()));
 }
 
 #[test]
 fn bad_input_is_refused_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let trailing = inputs(dir.path(), b"", b"", "console=ttyS0 ", "ovmf_AmdSev_suffix.bin");
-    assert!(matches!(Measurer::new(&trailing), Err(MeasureError::CmdlineWhitespace(_))));
+    let trailing = inputs(
+        dir.path(),
+        b"",
+        b"",
+        "console=ttyS0 ",
+        "ovmf_AmdSev_suffix.bin",
+    );
+    assert!(matches!(
+        Measurer::new(&trailing),
+        Err(MeasureError::CmdlineWhitespace(_))
+    ));
 
     let generic = inputs(dir.path(), b"", b"", "", "ovmf_OvmfX64_suffix.bin");
-    let err = Measurer::new(&generic).err().expect("a firmware without kernel hashes");
+    let err = Measurer::new(&generic)
+        .err()
+        .expect("a firmware without kernel hashes");
     assert!(
-        matches!(err, MeasureError::NoKernelHashes { .. } | MeasureError::NoSnpMetadata { .. }),
+        matches!(
+            err,
+            MeasureError::NoKernelHashes { .. } | MeasureError::NoSnpMetadata { .. }
+        ),
         "{err}"
     );
 
@@ -108,9 +161,18 @@ fn bad_input_is_refused_with_a_reason() {
     assert!(err.to_string().contains("junk.fd"), "{err}");
 
     let good = Measurer::new(&inputs(dir.path(), b"", b"", "", "ovmf_AmdSev_suffix.bin")).unwrap();
-    assert!(matches!(good.measure(&shape(0, CpuType::EpycV4, 1)), Err(MeasureError::Vcpus(0))));
+    assert!(matches!(
+        good.measure(&shape(0, CpuType::EpycV4, 1)),
+        Err(MeasureError::Vcpus(0))
+    ));
 
     let mut missing = inputs(dir.path(), b"", b"", "", "ovmf_AmdSev_suffix.bin");
     missing.kernel = dir.path().join("no-such-kernel");
-    assert!(Measurer::new(&missing).err().unwrap().to_string().contains("no-such-kernel"));
+    assert!(
+        Measurer::new(&missing)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("no-such-kernel")
+    );
 }

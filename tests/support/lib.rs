@@ -71,10 +71,27 @@ pub fn require_qemu() {
     );
 }
 
-/// Copies an image directory (the four files) into `dest`.
+/// The Python with `sev-snp-measure` that `cargo xtask setup` installs.
+pub fn python_with_sev_snp_measure() -> PathBuf {
+    let python = root().join("target/cocoon/venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run `cargo xtask setup` (it installs sev-snp-measure for the cross-checks)",
+        python.display()
+    );
+    python
+}
+
+/// Copies an image directory (its five files) into `dest`.
 pub fn copy_image(src: &Path, dest: &Path) {
     std::fs::create_dir_all(dest).unwrap();
-    for name in ["vmlinuz", "initrd.img", "cmdline", "manifest.json"] {
+    for name in [
+        "vmlinuz",
+        "initrd.img",
+        "cmdline",
+        "OVMF.fd",
+        "manifest.json",
+    ] {
         std::fs::copy(src.join(name), dest.join(name)).unwrap();
     }
 }

@@ -49,14 +49,28 @@ pub struct Firmware {
 fn tool_versions(sh: &Shell) -> Result<Vec<String>> {
     let mut tools = vec![crate::env::cc_version(sh)?];
     let format = "-f=${Package} ${Version}\\n";
-    let debs = ["nasm", "acpica-tools", "uuid-dev", "grub-common", "grub-efi-amd64-bin", "dosfstools", "mtools"];
+    let debs = [
+        "nasm",
+        "acpica-tools",
+        "uuid-dev",
+        "grub-common",
+        "grub-efi-amd64-bin",
+        "dosfstools",
+        "mtools",
+    ];
     let out = cmd!(sh, "dpkg-query -W {format} {debs...}")
         .quiet()
         .ignore_stderr()
         .read()
         .context("the firmware build needs nasm, acpica-tools, uuid-dev, grub-efi-amd64-bin, dosfstools and mtools: run `cargo xtask setup` as root")?;
     tools.extend(out.lines().map(str::to_string));
-    tools.push(cmd!(sh, "python3 --version").quiet().read()?.trim().to_string());
+    tools.push(
+        cmd!(sh, "python3 --version")
+            .quiet()
+            .read()?
+            .trim()
+            .to_string(),
+    );
     Ok(tools)
 }
 
@@ -84,24 +98,39 @@ pub fn firmware(sh: &Shell, fetcher: &mut Fetcher, src: &PinnedSource) -> Result
         return Ok(Firmware { path, tools });
     }
     let files = fetcher.source_files(src)?;
-    let step = Step::start(format!("building the SNP firmware ({PLATFORM}, edk2 {})", src.version));
+    let step = Step::start(format!(
+        "building the SNP firmware ({PLATFORM}, edk2 {})",
+        src.version
+    ));
     let started = Instant::now();
     let ovmf = build(sh, src, &files)?;
     let sha = Sha256::of(&ovmf);
     let path = fetcher.cache.put_bytes(&ovmf, &sha, "OVMF.fd", BUILD_DIR)?;
     std::fs::create_dir_all(index.parent().expect("has a parent"))?;
     std::fs::write(&index, format!("{sha}\n"))?;
-    step.done(&format!("sha256 {sha}, built in {:.0} s", started.elapsed().as_secs_f64()));
+    step.done(&format!(
+        "sha256 {sha}, built in {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(Firmware { path, tools })
 }
 
 fn cached(cache: &Cache, index: &Path) -> Result<Option<PathBuf>> {
-    let Ok(text) = std::fs::read_to_string(index) else { return Ok(None) };
-    let sha: Sha256 = text.trim().parse().with_context(|| format!("corrupted firmware index {}", index.display()))?;
+    let Ok(text) = std::fs::read_to_string(index) else {
+        return Ok(None);
+    };
+    let sha: Sha256 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("corrupted firmware index {}", index.display()))?;
     Ok(cache.get(&sha, "the cached SNP firmware (OVMF.fd)")?)
 }
 
-fn build(sh: &Shell, src: &PinnedSource, files: &std::collections::BTreeMap<String, PathBuf>) -> Result<Vec<u8>> {
+fn build(
+    sh: &Shell,
+    src: &PinnedSource,
+    files: &std::collections::BTreeMap<String, PathBuf>,
+) -> Result<Vec<u8>> {
     let dir = Path::new(BUILD_DIR);
     // One build at a time on a machine: the path is fixed.
     let lock = std::fs::File::create(format!("{BUILD_DIR}.lock"))?;
@@ -117,12 +146,24 @@ fn build(sh: &Shell, src: &PinnedSource, files: &std::collections::BTreeMap<Stri
     let tree = dir.join("src");
     std::fs::create_dir_all(&tree)?;
     let orig_path = &files[&orig.path];
-    cmd!(sh, "tar -xJf {orig_path} -C {tree} --strip-components=1 --no-same-owner").quiet().run()?;
+    cmd!(
+        sh,
+        "tar -xJf {orig_path} -C {tree} --strip-components=1 --no-same-owner"
+    )
+    .quiet()
+    .run()?;
     if let Some(d) = debian {
         let debian_path = &files[&d.path];
-        cmd!(sh, "tar -xJf {debian_path} -C {tree} --no-same-owner").quiet().run()?;
-        let series = std::fs::read_to_string(tree.join("debian/patches/series")).unwrap_or_default();
-        for patch in series.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()) {
+        cmd!(sh, "tar -xJf {debian_path} -C {tree} --no-same-owner")
+            .quiet()
+            .run()?;
+        let series =
+            std::fs::read_to_string(tree.join("debian/patches/series")).unwrap_or_default();
+        for patch in series
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter(|l| !l.is_empty())
+        {
             let p = tree.join("debian/patches").join(patch);
             let _dir = sh.push_dir(&tree);
             cmd!(sh, "patch -p1 -s --no-backup-if-mismatch -i {p}")
@@ -135,16 +176,24 @@ fn build(sh: &Shell, src: &PinnedSource, files: &std::collections::BTreeMap<Stri
     let mut text = std::fs::read_to_string(&grub_sh)?;
     for (from, to) in GRUB_SH_EDITS {
         if !text.contains(from) {
-            bail!("{} no longer contains {from:?}: the edk2 source changed, update xtask/src/firmware.rs", grub_sh.display());
+            bail!(
+                "{} no longer contains {from:?}: the edk2 source changed, update xtask/src/firmware.rs",
+                grub_sh.display()
+            );
         }
         text = text.replacen(from, to, 1);
     }
     std::fs::write(&grub_sh, text)?;
     let grub_cfg = tree.join("OvmfPkg/AmdSev/Grub/grub.cfg");
-    cmd!(sh, "touch -d {GRUB_FILES_MTIME} {grub_sh} {grub_cfg}").quiet().run()?;
+    cmd!(sh, "touch -d {GRUB_FILES_MTIME} {grub_sh} {grub_cfg}")
+        .quiet()
+        .run()?;
 
     let log = dir.join("build.log");
-    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string();
+    let jobs = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .to_string();
     let script = format!(
         "set -e; make -C BaseTools -j{jobs}; set --; . ./edksetup.sh; \
          build -a X64 -t GCC5 -b RELEASE -p {PLATFORM} -n {jobs}"
@@ -156,11 +205,23 @@ fn build(sh: &Shell, src: &PinnedSource, files: &std::collections::BTreeMap<Stri
     let full = format!("exec > {} 2>&1; {script}", log.display());
     if cmd!(sh, "bash -c {full}").quiet().run().is_err() {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(25).collect::<Vec<_>>().into_iter().rev().collect();
-        bail!("the firmware build failed (full log: {}):\n{}", log.display(), tail.join("\n"));
+        let tail: Vec<&str> = text
+            .lines()
+            .rev()
+            .take(25)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        bail!(
+            "the firmware build failed (full log: {}):\n{}",
+            log.display(),
+            tail.join("\n")
+        );
     }
     let fd = tree.join("Build/AmdSev/RELEASE_GCC5/FV/OVMF.fd");
-    let bytes = std::fs::read(&fd).with_context(|| format!("the firmware build produced no {}", fd.display()))?;
+    let bytes = std::fs::read(&fd)
+        .with_context(|| format!("the firmware build produced no {}", fd.display()))?;
     drop(_dir);
     let _ = std::fs::remove_dir_all(dir);
     Ok(bytes)

@@ -50,7 +50,12 @@ impl<'a> Fetcher<'a> {
                 .map(|s| (s.suite.clone(), s.component.clone()))
                 .collect();
             let source_suites: Vec<_> = source_suites.into_iter().collect();
-            self.apt = Some(PrivateApt::create(&self.apt_dir, &mirror, &suites, &source_suites)?);
+            self.apt = Some(PrivateApt::create(
+                &self.apt_dir,
+                &mirror,
+                &suites,
+                &source_suites,
+            )?);
         }
         Ok(self.apt.as_mut().expect("just created"))
     }
@@ -129,7 +134,8 @@ impl Fetcher<'_> {
             return Ok(found);
         }
         let step = Step::start(format!("downloading the source of {}", src.apt_spec()));
-        std::fs::create_dir_all(&self.apt_dir).with_context(|| format!("creating {}", self.apt_dir.display()))?;
+        std::fs::create_dir_all(&self.apt_dir)
+            .with_context(|| format!("creating {}", self.apt_dir.display()))?;
         let tmp = tempfile::tempdir_in(&self.apt_dir).context("creating a download directory")?;
         let complaints = self.apt()?.download_source(&src.apt_spec(), tmp.path())?;
         for f in &src.files {
@@ -147,7 +153,10 @@ impl Fetcher<'_> {
                     self.cache.blob_path(&f.sha256).display()
                 );
             }
-            found.insert(f.path.clone(), self.cache.put_file(&file, &f.sha256, &what)?);
+            found.insert(
+                f.path.clone(),
+                self.cache.put_file(&file, &f.sha256, &what)?,
+            );
         }
         step.done("sha256 verified against image/inputs.lock");
         Ok(found)

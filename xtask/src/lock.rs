@@ -41,7 +41,11 @@ pub struct Args {
 }
 
 /// `(package, Some(version))` from `PKG[=VER]`, else what `current` pins.
-fn spec(arg: &Option<String>, current: Option<(&str, &str)>, default: Option<&str>) -> Result<(String, Option<String>)> {
+fn spec(
+    arg: &Option<String>,
+    current: Option<(&str, &str)>,
+    default: Option<&str>,
+) -> Result<(String, Option<String>)> {
     Ok(match (arg, current, default) {
         (Some(s), _, _) => match s.split_once('=') {
             Some((p, v)) => (p.to_string(), Some(v.to_string())),
@@ -54,9 +58,17 @@ fn spec(arg: &Option<String>, current: Option<(&str, &str)>, default: Option<&st
 }
 
 /// The version to pin: the one asked for, or the newest the suite serves.
-fn resolve(apt: &mut PrivateApt, package: &str, version: Option<String>, suite: &str) -> Result<String> {
-    let served: Vec<(String, String)> =
-        apt.versions(package)?.into_iter().filter(|(_, s)| s.split('/').next() == Some(suite)).collect();
+fn resolve(
+    apt: &mut PrivateApt,
+    package: &str,
+    version: Option<String>,
+    suite: &str,
+) -> Result<String> {
+    let served: Vec<(String, String)> = apt
+        .versions(package)?
+        .into_iter()
+        .filter(|(_, s)| s.split('/').next() == Some(suite))
+        .collect();
     match version {
         Some(v) if served.iter().any(|(sv, _)| *sv == v) => Ok(v),
         Some(v) => bail!("{} ({suite}) does not serve {package}={v}", apt.mirror()),
@@ -67,7 +79,14 @@ fn resolve(apt: &mut PrivateApt, package: &str, version: Option<String>, suite: 
     }
 }
 
-fn pin_kernel(apt: &mut PrivateApt, cache: &Cache, apt_dir: &Path, package: &str, version: &str, suite: &str) -> Result<PinnedPackage> {
+fn pin_kernel(
+    apt: &mut PrivateApt,
+    cache: &Cache,
+    apt_dir: &Path,
+    package: &str,
+    version: &str,
+    suite: &str,
+) -> Result<PinnedPackage> {
     let step = Step::start(format!("downloading {package}={version}"));
     let tmp = tempfile::tempdir_in(apt_dir)?;
     let pin = PinnedPackage {
@@ -107,11 +126,15 @@ fn pin_kernel(apt: &mut PrivateApt, cache: &Cache, apt_dir: &Path, package: &str
         .filter_map(|p| Some((kmod::name_from_path(p)?, p.clone())))
         .collect();
     // The closure of every profile's modules.
-    let mut needed: Vec<String> =
-        profile::ALL.iter().flat_map(|p| p.modules.iter().map(|m| kmod::canonical_name(m))).collect();
+    let mut needed: Vec<String> = profile::ALL
+        .iter()
+        .flat_map(|p| p.modules.iter().map(|m| kmod::canonical_name(m)))
+        .collect();
     let mut pinned = BTreeSet::from([vmlinuz]);
     while let Some(name) = needed.pop() {
-        let path = by_name.get(&name).with_context(|| format!("{package} has no module `{name}`"))?;
+        let path = by_name
+            .get(&name)
+            .with_context(|| format!("{package} has no module `{name}`"))?;
         if !pinned.insert(path.clone()) {
             continue;
         }
@@ -135,7 +158,14 @@ fn pin_kernel(apt: &mut PrivateApt, cache: &Cache, apt_dir: &Path, package: &str
     })
 }
 
-fn pin_source(apt: &mut PrivateApt, cache: &Cache, apt_dir: &Path, package: &str, version: &str, suite: &str) -> Result<PinnedSource> {
+fn pin_source(
+    apt: &mut PrivateApt,
+    cache: &Cache,
+    apt_dir: &Path,
+    package: &str,
+    version: &str,
+    suite: &str,
+) -> Result<PinnedSource> {
     let spec = format!("{package}={version}");
     let step = Step::start(format!("downloading the source of {spec}"));
     let tmp = tempfile::tempdir_in(apt_dir)?;
@@ -143,7 +173,11 @@ fn pin_source(apt: &mut PrivateApt, cache: &Cache, apt_dir: &Path, package: &str
     let mut files = Vec::new();
     for entry in std::fs::read_dir(tmp.path())? {
         let path = entry?.path();
-        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         // The tarballs are what the build unpacks; the .dsc (when the mirror
         // serves it) only lists them.
         if name.ends_with(".dsc") || !name.contains(".tar.") {
@@ -151,7 +185,11 @@ fn pin_source(apt: &mut PrivateApt, cache: &Cache, apt_dir: &Path, package: &str
         }
         let (sha256, size) = Sha256::of_file(&path)?;
         cache.put_file(&path, &sha256, &name)?;
-        files.push(PinnedFile { path: name, sha256, size });
+        files.push(PinnedFile {
+            path: name,
+            sha256,
+            size,
+        });
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     if !files.iter().any(|f| f.path.contains(".orig.tar.")) {
@@ -173,7 +211,11 @@ pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     let current = InputsLock::load(&lock_path).ok();
     let cur_kernel = current.as_ref().and_then(|l| l.package("kernel").ok());
     let cur_firmware = current.as_ref().and_then(|l| l.source("firmware").ok());
-    let (kernel_pkg, kernel_ver) = spec(&args.kernel, cur_kernel.map(|k| (k.package.as_str(), k.version.as_str())), None)?;
+    let (kernel_pkg, kernel_ver) = spec(
+        &args.kernel,
+        cur_kernel.map(|k| (k.package.as_str(), k.version.as_str())),
+        None,
+    )?;
     let (fw_pkg, fw_ver) = spec(
         &args.firmware,
         cur_firmware.map(|f| (f.package.as_str(), f.version.as_str())),
@@ -193,10 +235,25 @@ pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     let cache = Cache::open_default()?;
     let lock = InputsLock {
         schema: LOCK_SCHEMA,
-        packages: vec![pin_kernel(&mut apt, &cache, &apt_dir, &kernel_pkg, &kernel_ver, &args.kernel_suite)?],
-        sources: vec![pin_source(&mut apt, &cache, &apt_dir, &fw_pkg, &fw_ver, &args.firmware_suite)?],
+        packages: vec![pin_kernel(
+            &mut apt,
+            &cache,
+            &apt_dir,
+            &kernel_pkg,
+            &kernel_ver,
+            &args.kernel_suite,
+        )?],
+        sources: vec![pin_source(
+            &mut apt,
+            &cache,
+            &apt_dir,
+            &fw_pkg,
+            &fw_ver,
+            &args.firmware_suite,
+        )?],
     };
-    std::fs::write(&lock_path, lock.to_toml()).with_context(|| format!("writing {}", lock_path.display()))?;
+    std::fs::write(&lock_path, lock.to_toml())
+        .with_context(|| format!("writing {}", lock_path.display()))?;
     if current.as_ref() == Some(&lock) {
         eprintln!("xtask: {LOCK_PATH} unchanged");
     } else {

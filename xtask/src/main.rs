@@ -73,7 +73,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo::run(&sh, &root, &args),
         Command::Measure(args) => measure::run(&sh, &root, &args),
         Command::Lock(args) => lock::run(&sh, &root, &args),
-        Command::Setup(args) => setup::run(&sh, &args),
+        Command::Setup(args) => setup::run(&sh, &root, &args),
         Command::Test(args) => test::run(&sh, &root, &args),
     }
 }

@@ -34,8 +34,12 @@ pub struct Args {
 }
 
 pub fn parse_features(text: &str) -> Result<u64> {
-    let digits = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")).unwrap_or(text);
-    u64::from_str_radix(digits, 16).with_context(|| format!("guest features `{text}` are not a hex number (like 0x1)"))
+    let digits = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
+    u64::from_str_radix(digits, 16)
+        .with_context(|| format!("guest features `{text}` are not a hex number (like 0x1)"))
 }
 
 pub fn launch_inputs(dir: &Path, cmdline: &str) -> LaunchInputs {
@@ -71,7 +75,10 @@ pub fn table(dir: &Path, cmdline: &str, profile: &Profile) -> Result<Vec<Measure
 }
 
 pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
-    let dir = args.image.clone().unwrap_or_else(|| crate::default_image_dir(root, "cpu"));
+    let dir = args
+        .image
+        .clone()
+        .unwrap_or_else(|| crate::default_image_dir(root, "cpu"));
     let manifest = Manifest::load(&dir)?;
     manifest.verify_artifacts(&dir)?;
     let shape = LaunchShape {
@@ -104,7 +111,9 @@ pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     } else {
         println!("{digest}");
         if !listed {
-            eprintln!("xtask: note: the manifest does not list this shape (cocoon-host will not boot it)");
+            eprintln!(
+                "xtask: note: the manifest does not list this shape (cocoon-host will not boot it)"
+            );
         }
     }
     Ok(())

@@ -31,9 +31,17 @@ const PACKAGES: &[(&str, Option<&str>, &str)] = &[
     ("nasm", None, "command -v nasm"),
     ("acpica-tools", None, "command -v iasl"),
     ("uuid-dev", None, "test -e /usr/include/uuid/uuid.h"),
-    ("grub-efi-amd64-bin", None, "test -d /usr/lib/grub/x86_64-efi"),
+    (
+        "grub-efi-amd64-bin",
+        None,
+        "test -d /usr/lib/grub/x86_64-efi",
+    ),
     ("grub-common", None, "command -v grub-mkimage"),
-    ("dosfstools", None, "command -v mkfs.msdos || test -x /usr/sbin/mkfs.msdos"),
+    (
+        "dosfstools",
+        None,
+        "command -v mkfs.msdos || test -x /usr/sbin/mkfs.msdos",
+    ),
     ("mtools", None, "command -v mcopy"),
     ("python3", None, "command -v python3"),
     ("patch", None, "command -v patch"),
@@ -124,18 +132,63 @@ pub fn ensure(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
-pub fn run(sh: &Shell, args: &Args) -> Result<()> {
+/// The Python tools the cross-checks run, pinned, in a virtualenv of the
+/// checkout's own (`target/cocoon/venv`).
+pub const PYTHON_TOOLS: &[&str] = &["sev-snp-measure==0.0.13"];
+
+pub fn venv_python(root: &Path) -> std::path::PathBuf {
+    root.join("target/cocoon/venv/bin/python")
+}
+
+/// Creates the virtualenv and installs [`PYTHON_TOOLS`] unless they are there.
+pub fn ensure_python_tools(sh: &Shell, root: &Path) -> Result<()> {
+    let python = venv_python(root);
+    let wanted: Vec<String> = PYTHON_TOOLS.iter().map(|s| s.to_string()).collect();
+    if python.is_file() {
+        let frozen = cmd!(sh, "{python} -m pip freeze")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .unwrap_or_default();
+        if wanted
+            .iter()
+            .all(|w| frozen.lines().any(|l| l.trim().eq_ignore_ascii_case(w)))
+        {
+            return Ok(());
+        }
+    }
+    let venv = root.join("target/cocoon/venv");
+    eprintln!(
+        "xtask: installing {} into {}",
+        wanted.join(", "),
+        venv.display()
+    );
+    cmd!(sh, "python3 -m venv {venv}")
+        .quiet()
+        .run()
+        .context("creating the Python virtualenv (install python3-venv)")?;
+    cmd!(
+        sh,
+        "{python} -m pip install --quiet --disable-pip-version-check {wanted...}"
+    )
+    .run()
+    .context("installing the Python cross-check tools")?;
+    Ok(())
+}
+
+pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     let missing = missing(sh);
-    if missing.is_empty() {
-        eprintln!("xtask: every system package is installed");
-        return Ok(());
-    }
     if args.check {
-        eprintln!(
-            "xtask: missing; as root run:\n  {}",
-            install_commands(&missing).join("\n  ")
-        );
+        if missing.is_empty() {
+            eprintln!("xtask: every system package is installed");
+        } else {
+            eprintln!(
+                "xtask: missing; as root run:\n  {}",
+                install_commands(&missing).join("\n  ")
+            );
+        }
         return Ok(());
     }
-    ensure(sh)
+    ensure(sh)?;
+    ensure_python_tools(sh, root)
 }

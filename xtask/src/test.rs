@@ -21,6 +21,7 @@ pub struct Args {
 pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     let _dir = sh.push_dir(root);
     setup::ensure(sh)?;
+    setup::ensure_python_tools(sh, root)?;
     cmd!(sh, "cargo fmt --all -- --check")
         .run()
         .context("formatting differs: run `cargo fmt --all`")?;

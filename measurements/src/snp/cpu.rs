@@ -16,7 +16,12 @@ pub enum CpuType {
 }
 
 impl CpuType {
-    pub const ALL: [CpuType; 4] = [CpuType::EpycV4, CpuType::EpycMilan, CpuType::EpycGenoa, CpuType::EpycTurin];
+    pub const ALL: [CpuType; 4] = [
+        CpuType::EpycV4,
+        CpuType::EpycMilan,
+        CpuType::EpycGenoa,
+        CpuType::EpycTurin,
+    ];
 
     /// The QEMU `-cpu` model name.
     pub fn qemu_name(self) -> &'static str {
@@ -66,7 +71,9 @@ impl serde::Serialize for CpuType {
 
 impl<'de> serde::Deserialize<'de> for CpuType {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -81,6 +88,9 @@ mod tests {
         }
         assert_eq!("epyc-genoa".parse::<CpuType>().unwrap(), CpuType::EpycGenoa);
         let err = "EPYC-Rome".parse::<CpuType>().unwrap_err();
-        assert!(err.contains("EPYC-Rome") && err.contains("EPYC-Turin"), "{err}");
+        assert!(
+            err.contains("EPYC-Rome") && err.contains("EPYC-Turin"),
+            "{err}"
+        );
     }
 }

@@ -40,7 +40,9 @@ pub enum MeasureError {
         "{path}: the firmware has no SNP_KERNEL_HASHES section, so QEMU's kernel-hashes=on cannot bind the kernel, initrd and command line"
     )]
     NoKernelHashes { path: String },
-    #[error("the kernel command line {0:?} has leading or trailing whitespace: tools disagree on trimming it, so it is refused")]
+    #[error(
+        "the kernel command line {0:?} has leading or trailing whitespace: tools disagree on trimming it, so it is refused"
+    )]
     CmdlineWhitespace(String),
     #[error("a launch needs 1 to {MAX_VCPUS} vCPUs, not {0}")]
     Vcpus(u32),
@@ -82,8 +84,11 @@ impl Gctx {
     }
 
     fn normal(&mut self, gpa: u64, data: &[u8]) -> Result<(), MeasureError> {
-        if data.len() % PAGE != 0 {
-            return Err(sev_err(format!("{} bytes at {gpa:#x} are not whole pages", data.len())));
+        if !data.len().is_multiple_of(PAGE) {
+            return Err(sev_err(format!(
+                "{} bytes at {gpa:#x} are not whole pages",
+                data.len()
+            )));
         }
         for (i, page) in data.chunks(PAGE).enumerate() {
             self.update(PageType::Normal, gpa + (i * PAGE) as u64, &sha384(page));
@@ -113,10 +118,12 @@ fn check_cmdline(cmdline: &str) -> Result<(), MeasureError> {
 }
 
 fn check_readable(path: &Path) -> Result<(), MeasureError> {
-    std::fs::metadata(path).map(|_| ()).map_err(|error| MeasureError::Read {
-        path: path.display().to_string(),
-        error,
-    })
+    std::fs::metadata(path)
+        .map(|_| ())
+        .map_err(|error| MeasureError::Read {
+            path: path.display().to_string(),
+            error,
+        })
 }
 
 /// Parses the firmware and checks it can carry kernel hashes.
@@ -146,22 +153,33 @@ impl Measurer {
         let ovmf = load_ovmf(&inputs.ovmf)?;
         check_readable(&inputs.kernel)?;
         check_readable(&inputs.initrd)?;
-        let hashes = SevHashes::new(inputs.kernel.clone(), Some(inputs.initrd.clone()), Some(&inputs.cmdline))
-            .map_err(sev_err)?;
+        let hashes = SevHashes::new(
+            inputs.kernel.clone(),
+            Some(inputs.initrd.clone()),
+            Some(&inputs.cmdline),
+        )
+        .map_err(sev_err)?;
 
         let mut g = Gctx([0; 48]);
         g.normal(ovmf.gpa(), ovmf.data())?;
         for desc in ovmf.metadata_items() {
             let (gpa, size) = (desc.gpa as u64, desc.size as usize);
             match desc.section_type {
-                SectionType::SnpSecMemory | SectionType::SvsmCaa => g.zero(PageType::Zero, gpa, size),
+                SectionType::SnpSecMemory | SectionType::SvsmCaa => {
+                    g.zero(PageType::Zero, gpa, size)
+                }
                 SectionType::SnpSecrets => g.update(PageType::Secrets, gpa, &[0; 48]),
                 SectionType::Cpuid => g.update(PageType::Cpuid, gpa, &[0; 48]),
                 SectionType::SnpKernelHashes => {
                     let table = ovmf.sev_hashes_table_gpa().map_err(sev_err)?;
-                    let page = hashes.construct_page((table & 0xfff) as usize).map_err(sev_err)?;
+                    let page = hashes
+                        .construct_page((table & 0xfff) as usize)
+                        .map_err(sev_err)?;
                     if page.len() != size {
-                        return Err(sev_err(format!("kernel-hashes page is {} bytes, section {size}", page.len())));
+                        return Err(sev_err(format!(
+                            "kernel-hashes page is {} bytes, section {size}",
+                            page.len()
+                        )));
                     }
                     g.normal(gpa, &page)?;
                 }
@@ -197,7 +215,10 @@ impl Measurer {
 
 /// The digest as the `sev` crate's `snp_calc_launch_digest` computes it:
 /// the reference the fast path is checked against.
-pub fn reference_digest(inputs: &LaunchInputs, shape: &LaunchShape) -> Result<LaunchDigest, MeasureError> {
+pub fn reference_digest(
+    inputs: &LaunchInputs,
+    shape: &LaunchShape,
+) -> Result<LaunchDigest, MeasureError> {
     check_cmdline(&inputs.cmdline)?;
     load_ovmf(&inputs.ovmf)?;
     if shape.vcpus == 0 || shape.vcpus > MAX_VCPUS {

@@ -50,7 +50,8 @@ impl std::str::FromStr for LaunchDigest {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let mut out = [0u8; 48];
-        hex::decode_to_slice(s, &mut out).map_err(|_| format!("`{s}` is not a launch digest (96 hex digits)"))?;
+        hex::decode_to_slice(s, &mut out)
+            .map_err(|_| format!("`{s}` is not a launch digest (96 hex digits)"))?;
         Ok(LaunchDigest(out))
     }
 }
@@ -63,6 +64,8 @@ impl serde::Serialize for LaunchDigest {
 
 impl<'de> serde::Deserialize<'de> for LaunchDigest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
