@@ -82,3 +82,43 @@ fn two_checkouts_build_identical_images() {
         init.sha256.unwrap()
     );
 }
+
+/// The SNP firmware, built a second time from scratch (a private cache
+/// without the firmware, another TMPDIR and umask), is byte-identical to
+/// the one in the image.
+#[test]
+fn the_firmware_builds_byte_identical_twice() {
+    if std::env::var_os("COCOON_SKIP_REPRODUCIBILITY").is_some() {
+        eprintln!("skipped: COCOON_SKIP_REPRODUCIBILITY is set");
+        return;
+    }
+    let first = std::fs::read(cocoon_tests::image().join("OVMF.fd")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // The pinned inputs, but no built firmware: the build must redo it.
+    let lock = cocoon_image::lock::InputsLock::load(&root().join("image/inputs.lock")).unwrap();
+    let shared = cocoon_image::cache::Cache::open_default().unwrap();
+    let private = cocoon_image::cache::Cache::at(tmp.path().join("cache"));
+    let pinned = lock.packages.iter().flat_map(|p| &p.files).chain(lock.sources.iter().flat_map(|s| &s.files));
+    for f in pinned {
+        let blob = shared.get(&f.sha256, &f.path).unwrap().expect("the first build cached every input");
+        private.put_file(&blob, &f.sha256, &f.path).unwrap();
+    }
+    let tmpdir = tmp.path().join("tmp");
+    std::fs::create_dir_all(&tmpdir).unwrap();
+    let out = Command::new("sh")
+        .current_dir(root())
+        .env("COCOON_CACHE_DIR", tmp.path().join("cache"))
+        .env("TMPDIR", &tmpdir)
+        .env("CARGO", env!("CARGO"))
+        .args(["-c", &format!("umask 077 && exec \"$CARGO\" xtask build --out {}", tmp.path().join("out").display())])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("building the SNP firmware"), "the firmware came from a cache:\n{log}");
+    let second = std::fs::read(tmp.path().join("out/OVMF.fd")).unwrap();
+    if let Some(at) = first_difference(&first, &second) {
+        let kept = tmp.keep();
+        panic!("OVMF.fd differs at byte {at} between two builds (kept in {})", kept.display());
+    }
+}

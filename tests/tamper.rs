@@ -36,7 +36,7 @@ fn boot_tampered(file: &str) -> (String, std::path::PathBuf) {
 
 #[test]
 fn a_flipped_byte_in_an_artifact_is_refused_before_qemu_starts() {
-    for file in ["initrd.img", "vmlinuz", "cmdline"] {
+    for file in ["initrd.img", "vmlinuz", "cmdline", "OVMF.fd"] {
         let (err, run_dir) = boot_tampered(file);
         assert!(
             err.contains(file) && err.contains("does not match"),
