@@ -98,9 +98,16 @@ fn the_firmware_builds_byte_identical_twice() {
     let lock = cocoon_image::lock::InputsLock::load(&root().join("image/inputs.lock")).unwrap();
     let shared = cocoon_image::cache::Cache::open_default().unwrap();
     let private = cocoon_image::cache::Cache::at(tmp.path().join("cache"));
-    let pinned = lock.packages.iter().flat_map(|p| &p.files).chain(lock.sources.iter().flat_map(|s| &s.files));
+    let pinned = lock
+        .packages
+        .iter()
+        .flat_map(|p| &p.files)
+        .chain(lock.sources.iter().flat_map(|s| &s.files));
     for f in pinned {
-        let blob = shared.get(&f.sha256, &f.path).unwrap().expect("the first build cached every input");
+        let blob = shared
+            .get(&f.sha256, &f.path)
+            .unwrap()
+            .expect("the first build cached every input");
         private.put_file(&blob, &f.sha256, &f.path).unwrap();
     }
     let tmpdir = tmp.path().join("tmp");
@@ -110,15 +117,27 @@ fn the_firmware_builds_byte_identical_twice() {
         .env("COCOON_CACHE_DIR", tmp.path().join("cache"))
         .env("TMPDIR", &tmpdir)
         .env("CARGO", env!("CARGO"))
-        .args(["-c", &format!("umask 077 && exec \"$CARGO\" xtask build --out {}", tmp.path().join("out").display())])
+        .args([
+            "-c",
+            &format!(
+                "umask 077 && exec \"$CARGO\" xtask build --out {}",
+                tmp.path().join("out").display()
+            ),
+        ])
         .output()
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("building the SNP firmware"), "the firmware came from a cache:\n{log}");
+    assert!(
+        log.contains("building the SNP firmware"),
+        "the firmware came from a cache:\n{log}"
+    );
     let second = std::fs::read(tmp.path().join("out/OVMF.fd")).unwrap();
     if let Some(at) = first_difference(&first, &second) {
         let kept = tmp.keep();
-        panic!("OVMF.fd differs at byte {at} between two builds (kept in {})", kept.display());
+        panic!(
+            "OVMF.fd differs at byte {at} between two builds (kept in {})",
+            kept.display()
+        );
     }
 }

@@ -82,7 +82,11 @@ fn measurement_rows(sh: &Shell, root: &Path, image: &Path) -> Result<Vec<(String
     let py_mean = py_per.iter().sum::<f64>() / py_per.len().max(1) as f64;
     // Python's command line, three times.
     let cli = python.with_file_name("sev-snp-measure");
-    let (ovmf, kernel, initrd) = (image.join("OVMF.fd"), image.join("vmlinuz"), image.join("initrd.img"));
+    let (ovmf, kernel, initrd) = (
+        image.join("OVMF.fd"),
+        image.join("vmlinuz"),
+        image.join("initrd.img"),
+    );
     let cmdline = &manifest.cmdline;
     let t = Instant::now();
     for _ in 0..3 {
@@ -93,13 +97,38 @@ fn measurement_rows(sh: &Shell, root: &Path, image: &Path) -> Result<Vec<(String
     let py_cli = t.elapsed().as_secs_f64() / 3.0;
     Ok(vec![
         (
-            format!("SNP measurement, all {} shapes (1-64 vCPUs x 4 CPU models), from the files", shapes.len()),
-            format!("{:.3} s (image hashed once in {:.3} s, then {:.3} ms per shape)", all, hashed, per_shape * 1e3),
+            format!(
+                "SNP measurement, all {} shapes (1-64 vCPUs x 4 CPU models), from the files",
+                shapes.len()
+            ),
+            format!(
+                "{:.3} s (image hashed once in {:.3} s, then {:.3} ms per shape)",
+                all,
+                hashed,
+                per_shape * 1e3
+            ),
         ),
-        ("  Python sev-snp-measure 0.0.13, same shapes, one process".into(), format!("{py_all:.2} s ({:.1} ms per shape)", py_mean * 1e3)),
-        ("  ratio, all shapes (Python / ours)".into(), format!("{:.0}x", py_all / all)),
-        ("  ratio, per shape (Python / ours)".into(), format!("{:.0}x", py_mean / per_shape)),
-        ("  one shape from the files: ours / Python library / Python CLI".into(), format!("{:.1} ms / {:.1} ms / {:.0} ms", one * 1e3, py_mean * 1e3, py_cli * 1e3)),
+        (
+            "  Python sev-snp-measure 0.0.13, same shapes, one process".into(),
+            format!("{py_all:.2} s ({:.1} ms per shape)", py_mean * 1e3),
+        ),
+        (
+            "  ratio, all shapes (Python / ours)".into(),
+            format!("{:.0}x", py_all / all),
+        ),
+        (
+            "  ratio, per shape (Python / ours)".into(),
+            format!("{:.0}x", py_mean / per_shape),
+        ),
+        (
+            "  one shape from the files: ours / Python library / Python CLI".into(),
+            format!(
+                "{:.1} ms / {:.1} ms / {:.0} ms",
+                one * 1e3,
+                py_mean * 1e3,
+                py_cli * 1e3
+            ),
+        ),
     ])
 }
 
@@ -155,7 +184,9 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     setup::ensure(sh)?;
     let mut rows: Vec<(String, String)> = Vec::new();
     if args.firmware {
-        let index = cocoon_image::cache::Cache::open_default()?.root().join("firmware");
+        let index = cocoon_image::cache::Cache::open_default()?
+            .root()
+            .join("firmware");
         let _ = std::fs::remove_dir_all(&index);
         let start = Instant::now();
         time_build(root)?;
