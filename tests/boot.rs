@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use cocoon_tests::vm::BootedVm;
-use cocoon_tests::{host_bin, image, require_qemu};
+use cocoon_tests::{host_bin, host_boot, image, require_qemu};
 
 #[test]
 fn boots_answers_over_tls_and_stops_via_the_stop_command() {
@@ -38,21 +38,7 @@ fn boots_answers_over_tls_and_stops_via_the_stop_command() {
     assert!(err.contains("not the pinned"), "{err}");
 
     // A second VM under the same name is refused before anything starts.
-    let second = std::process::Command::new(host_bin())
-        .args([
-            "boot",
-            "--dev",
-            "--port",
-            "0",
-            "--name",
-            &vm.name,
-            "--run-dir",
-        ])
-        .arg(&vm.run_dir)
-        .arg("--image")
-        .arg(image())
-        .output()
-        .unwrap();
+    let second = host_boot(image(), &vm.run_dir, &vm.name, &["--dev", "--port", "0"]);
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("already running"));
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use cocoon_image::manifest::Manifest;
-use cocoon_tests::{copy_image, host_bin, image, python_with_sev_snp_measure, root, xtask_in};
+use cocoon_tests::{copy_image, host_boot, image, python_with_sev_snp_measure, root, xtask_in};
 
 #[test]
 fn every_manifest_measurement_matches_python_sev_snp_measure() {
@@ -112,15 +112,9 @@ fn xtask_measure_prints_the_manifest_value_and_refuses_bad_shapes() {
 
 fn snp_boot(img: &std::path::Path, extra: &[&str]) -> std::process::Output {
     let tmp = tempfile::tempdir().unwrap();
-    Command::new(host_bin())
-        .args(["boot", "--image"])
-        .arg(img)
-        .args(["--name", "snp-test", "--run-dir"])
-        .arg(tmp.path().join("run"))
-        .args(["--cbitpos", "51", "--reduced-phys-bits", "1"])
-        .args(extra)
-        .output()
-        .unwrap()
+    let mut args = vec!["--cbitpos", "51", "--reduced-phys-bits", "1"];
+    args.extend_from_slice(extra);
+    host_boot(img, &tmp.path().join("run"), "snp-test", &args)
 }
 
 #[test]

@@ -7,44 +7,34 @@ use std::process::Command;
 
 use cocoon_image::digest::Sha256;
 use cocoon_image::lock::InputsLock;
-use cocoon_tests::{copy_image, flip_byte, host_bin, image, root};
+use cocoon_tests::{copy_image, flip_byte, host_boot, image, root};
 
-fn boot_tampered(file: &str) -> (String, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().unwrap().keep();
-    let img = tmp.join("image");
+fn boot_tampered(file: &str) -> (String, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("image");
     copy_image(image(), &img);
     flip_byte(&img.join(file));
-    let run_dir = tmp.join("run");
-    let out = Command::new(host_bin())
-        .args([
-            "boot",
-            "--dev",
-            "--port",
-            "0",
-            "--name",
-            "tamper",
-            "--run-dir",
-        ])
-        .arg(&run_dir)
-        .arg("--image")
-        .arg(&img)
-        .output()
-        .unwrap();
+    let out = host_boot(
+        &img,
+        &tmp.path().join("run"),
+        "tamper",
+        &["--dev", "--port", "0"],
+    );
     assert!(!out.status.success(), "a tampered {file} booted");
-    (String::from_utf8_lossy(&out.stderr).into_owned(), run_dir)
+    (String::from_utf8_lossy(&out.stderr).into_owned(), tmp)
 }
 
 #[test]
 fn a_flipped_byte_in_an_artifact_is_refused_before_qemu_starts() {
     for file in ["initrd.img", "vmlinuz", "cmdline", "OVMF.fd"] {
-        let (err, run_dir) = boot_tampered(file);
+        let (err, tmp) = boot_tampered(file);
         assert!(
             err.contains(file) && err.contains("does not match"),
             "{file}: {err}"
         );
         assert!(err.contains("refusing to boot"), "{err}");
         assert!(
-            !run_dir.join("serial.log").exists(),
+            !tmp.path().join("run/serial.log").exists(),
             "QEMU ran for a tampered {file}"
         );
     }
@@ -60,21 +50,12 @@ fn a_manifest_that_lies_is_refused() {
     let m = cocoon_image::manifest::Manifest::parse(&text, "x").unwrap();
     let real = m.artifact("initrd.img").unwrap().sha256.to_hex();
     std::fs::write(&manifest_path, text.replace(&real, &"ab".repeat(32))).unwrap();
-    let out = Command::new(host_bin())
-        .args([
-            "boot",
-            "--dev",
-            "--port",
-            "0",
-            "--name",
-            "liar",
-            "--run-dir",
-        ])
-        .arg(tmp.path().join("run"))
-        .arg("--image")
-        .arg(&img)
-        .output()
-        .unwrap();
+    let out = host_boot(
+        &img,
+        &tmp.path().join("run"),
+        "liar",
+        &["--dev", "--port", "0"],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("initrd.img") && err.contains("does not match"),

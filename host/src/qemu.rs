@@ -97,35 +97,49 @@ pub struct DevVm<'a> {
 impl DevVm<'_> {
     /// The QEMU arguments, in a fixed order.
     pub fn args(&self) -> Vec<String> {
-        let p = |p: &Path| p.display().to_string();
         let (machine, cpu) = match self.accel {
             Accel::Kvm => ("q35,accel=kvm", "host"),
             Accel::Tcg(_) => ("q35,accel=tcg", "max"),
         };
-        let mut a: Vec<String> = vec![
-            "-nodefaults".into(),
-            "-no-user-config".into(),
-            "-display".into(),
-            "none".into(),
-            "-machine".into(),
-            machine.into(),
-            "-cpu".into(),
-            cpu.into(),
-            "-smp".into(),
-            self.vcpus.to_string(),
-            "-m".into(),
-            format!("{}M", self.memory_mib),
-            "-kernel".into(),
-            p(self.kernel),
-            "-initrd".into(),
-            p(self.initrd),
-            "-append".into(),
-            self.cmdline.to_string(),
-        ];
+        let mut a = machine_args(machine, cpu, self.vcpus, self.memory_mib);
+        a.extend(kernel_args(self.kernel, self.initrd, self.cmdline));
         a.extend(network_args(self.host_port, self.guest_port));
         a.extend(control_args(self.serial_log, self.qmp_socket));
         a
     }
+}
+
+/// No default devices, no user config, no display; the machine, CPU model,
+/// vCPUs and memory.
+fn machine_args(machine: &str, cpu: &str, vcpus: u32, memory_mib: u64) -> Vec<String> {
+    [
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-machine",
+        machine,
+        "-cpu",
+        cpu,
+        "-smp",
+        &vcpus.to_string(),
+        "-m",
+        &format!("{memory_mib}M"),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Direct kernel boot: what the measurement's kernel-hashes cover.
+fn kernel_args(kernel: &Path, initrd: &Path, cmdline: &str) -> Vec<String> {
+    vec![
+        "-kernel".into(),
+        kernel.display().to_string(),
+        "-initrd".into(),
+        initrd.display().to_string(),
+        "-append".into(),
+        cmdline.into(),
+    ]
 }
 
 /// How the guest reaches the network and the host reaches the guest:
@@ -234,40 +248,22 @@ pub struct SnpVm<'a> {
 
 impl SnpVm<'_> {
     pub fn args(&self) -> Vec<String> {
-        let p = |p: &Path| p.display().to_string();
-        let mut a: Vec<String> = vec![
-            "-nodefaults".into(),
-            "-no-user-config".into(),
-            "-display".into(),
-            "none".into(),
-            "-machine".into(),
-            "q35,accel=kvm,confidential-guest-support=sev0,memory-backend=ram0,vmport=off".into(),
-            "-cpu".into(),
-            self.cpu_model.into(),
-            "-smp".into(),
-            self.vcpus.to_string(),
-            "-m".into(),
-            format!("{}M", self.memory_mib),
+        let machine =
+            "q35,accel=kvm,confidential-guest-support=sev0,memory-backend=ram0,vmport=off";
+        let mut a = machine_args(machine, self.cpu_model, self.vcpus, self.memory_mib);
+        a.extend([
             // Guest memory the host can hand to the PSP page by page.
             "-object".into(),
-            format!(
-                "memory-backend-memfd,id=ram0,size={}M,share=true,prealloc=false",
-                self.memory_mib
-            ),
+            format!("memory-backend-memfd,id=ram0,size={}M,share=true,prealloc=false", self.memory_mib),
             "-object".into(),
             format!(
                 "sev-snp-guest,id=sev0,policy={SNP_POLICY:#x},cbitpos={},reduced-phys-bits={},kernel-hashes=on",
                 self.cbit.position, self.cbit.reduced_phys_bits
             ),
             "-bios".into(),
-            p(self.firmware),
-            "-kernel".into(),
-            p(self.kernel),
-            "-initrd".into(),
-            p(self.initrd),
-            "-append".into(),
-            self.cmdline.into(),
-        ];
+            self.firmware.display().to_string(),
+        ]);
+        a.extend(kernel_args(self.kernel, self.initrd, self.cmdline));
         a.extend(network_args(self.host_port, self.guest_port));
         if let Some(gpu) = &self.gpu {
             if gpu.iommufd {

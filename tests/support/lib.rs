@@ -58,6 +58,20 @@ pub fn host_bin() -> &'static Path {
     })
 }
 
+/// Runs `cocoon-host boot --image IMAGE --name NAME --run-dir RUN_DIR
+/// <extra>` to completion (for boots that must be refused).
+pub fn host_boot(image: &Path, run_dir: &Path, name: &str, extra: &[&str]) -> Output {
+    Command::new(host_bin())
+        .arg("boot")
+        .arg("--image")
+        .arg(image)
+        .args(["--name", name, "--run-dir"])
+        .arg(run_dir)
+        .args(extra)
+        .output()
+        .expect("running cocoon-host")
+}
+
 /// Fails the test with the install command when QEMU is missing: the boot
 /// tests are never skipped (CI always runs them).
 pub fn require_qemu() {
