@@ -285,11 +285,9 @@ fn snp_launch(args: &Args, manifest: &Manifest) -> Result<SnpLaunch> {
         cpu_type,
         guest_features: DEFAULT_GUEST_FEATURES,
     };
-    let Some(record) = manifest.measurements.iter().find(|r| {
-        r.vcpus == shape.vcpus
-            && r.cpu_type == cpu_type.qemu_name()
-            && r.guest_features == format!("{:#x}", shape.guest_features)
-    }) else {
+    let Some(record) =
+        manifest.measurement(shape.vcpus, cpu_type.qemu_name(), shape.guest_features)
+    else {
         let listed = listed_shapes(manifest);
         bail!(
             "the image was not measured for {} vCPUs on {cpu_type}; refusing a launch nobody could verify. \

@@ -6,7 +6,7 @@
 //! repository on a machine (`$XDG_CACHE_HOME/cocoon` by default), so a second
 //! clone builds without touching the network.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -153,14 +153,6 @@ impl Cache {
             .map_err(io_err(tmp.path()))?;
         tmp.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
         Ok(dest)
-    }
-
-    /// Opens a verified blob for reading.
-    pub fn open(&self, digest: &Sha256, what: &str) -> Result<Option<File>, CacheError> {
-        match self.get(digest, what)? {
-            Some(p) => File::open(&p).map(Some).map_err(io_err(&p)),
-            None => Ok(None),
-        }
     }
 }
 

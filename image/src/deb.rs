@@ -91,13 +91,3 @@ pub fn extract(
     }
     Ok(found)
 }
-
-/// Every regular file's path in the package.
-pub fn list(deb: &Path) -> Result<Vec<String>, DebError> {
-    let mut paths = Vec::new();
-    for_each_file(deb, |path, _| {
-        paths.push(path.to_string());
-        Ok(())
-    })?;
-    Ok(paths)
-}

@@ -131,17 +131,6 @@ impl Initramfs {
             })
             .collect()
     }
-
-    /// Total bytes of file contents.
-    pub fn content_size(&self) -> u64 {
-        self.nodes
-            .values()
-            .map(|n| match n {
-                Node::File { data, .. } => data.len() as u64,
-                _ => 0,
-            })
-            .sum()
-    }
 }
 
 /// Compresses an archive with fixed parameters: zstd level [`ZSTD_LEVEL`],

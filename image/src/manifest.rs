@@ -129,7 +129,31 @@ pub enum ManifestError {
     CmdlineMismatch { file: String },
 }
 
+/// Parses guest features written in hex, with or without `0x` (`0x1`, `21`).
+pub fn parse_guest_features(text: &str) -> Option<u64> {
+    let digits = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
+    u64::from_str_radix(digits, 16).ok()
+}
+
 impl Manifest {
+    /// The recorded measurement of one launch shape, if the image was
+    /// measured for it.
+    pub fn measurement(
+        &self,
+        vcpus: u32,
+        cpu_type: &str,
+        guest_features: u64,
+    ) -> Option<&MeasurementRecord> {
+        self.measurements.iter().find(|r| {
+            r.vcpus == vcpus
+                && r.cpu_type == cpu_type
+                && parse_guest_features(&r.guest_features) == Some(guest_features)
+        })
+    }
+
     pub fn load(dir: &Path) -> Result<Self, ManifestError> {
         let path = dir.join(MANIFEST_FILE);
         let display = path.display().to_string();

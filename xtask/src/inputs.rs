@@ -36,20 +36,20 @@ impl<'a> Fetcher<'a> {
     pub fn apt(&mut self) -> Result<&mut PrivateApt> {
         if self.apt.is_none() {
             let mirror = apt::system_mirror()?;
-            let suites: BTreeSet<(String, String)> = self
+            // PrivateApt::create groups and de-duplicates the suites.
+            let pair = |suite: &String, component: &String| (suite.clone(), component.clone());
+            let suites: Vec<_> = self
                 .lock
                 .packages
                 .iter()
-                .map(|p| (p.suite.clone(), p.component.clone()))
+                .map(|p| pair(&p.suite, &p.component))
                 .collect();
-            let suites: Vec<_> = suites.into_iter().collect();
-            let source_suites: BTreeSet<(String, String)> = self
+            let source_suites: Vec<_> = self
                 .lock
                 .sources
                 .iter()
-                .map(|s| (s.suite.clone(), s.component.clone()))
+                .map(|s| pair(&s.suite, &s.component))
                 .collect();
-            let source_suites: Vec<_> = source_suites.into_iter().collect();
             self.apt = Some(PrivateApt::create(
                 &self.apt_dir,
                 &mirror,

@@ -34,11 +34,7 @@ pub struct Args {
 }
 
 pub fn parse_features(text: &str) -> Result<u64> {
-    let digits = text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))
-        .unwrap_or(text);
-    u64::from_str_radix(digits, 16)
+    manifest::parse_guest_features(text)
         .with_context(|| format!("guest features `{text}` are not a hex number (like 0x1)"))
 }
 
@@ -92,12 +88,13 @@ pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     } else {
         Measurer::new(&inputs)?.measure(&shape)?
     };
-    let listed = manifest.measurements.iter().any(|r| {
-        r.vcpus == shape.vcpus
-            && r.cpu_type == shape.cpu_type.qemu_name()
-            && parse_features(&r.guest_features).ok() == Some(shape.guest_features)
-            && r.measurement == digest.to_hex()
-    });
+    let listed = manifest
+        .measurement(
+            shape.vcpus,
+            shape.cpu_type.qemu_name(),
+            shape.guest_features,
+        )
+        .is_some_and(|r| r.measurement == digest.to_hex());
     if args.json {
         let v = serde_json::json!({
             "image": dir,
