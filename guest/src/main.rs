@@ -7,7 +7,11 @@
 //! console and powers the VM off.
 
 mod acpi;
+mod api;
+mod cli;
 mod console;
+mod cpu;
+mod model_disk;
 mod modules;
 mod mounts;
 mod net;
@@ -25,8 +29,13 @@ fn main() {
     console::init();
     power::install_panic_hook();
     if std::process::id() != 1 {
-        eprintln!("cocoon-guest is the guest's /init and runs only as PID 1 (inside the image)");
-        std::process::exit(2);
+        // Host mode: the same engine and server as an ordinary program.
+        let argv: Vec<String> = std::env::args().skip(1).collect();
+        if let Err(e) = cli::main(&argv) {
+            eprintln!("cocoon-guest: error: {e:#}");
+            std::process::exit(2);
+        }
+        return;
     }
     let reason = match boot() {
         Ok(()) => None,
@@ -42,6 +51,7 @@ fn main() {
 /// shutdown was asked for; an error is fatal.
 fn boot() -> Result<()> {
     console::event("init", &[]);
+    cpu::check().context("checking the CPU")?;
     mounts::mount_early().context("mounting /proc, /sys and /dev")?;
     let loaded = modules::load_all().context("loading kernel modules")?;
     console::event("modules", &[("count", loaded.into())]);
@@ -60,6 +70,11 @@ fn boot() -> Result<()> {
         ],
     );
 
+    // Before the async runtime: loading is CPU-bound and a failure here is
+    // fatal (the VM powers off saying why, and serves nothing).
+    let model = model_disk::load().context("the model")?;
+    let state = api::AppState::new(model, cli::DEFAULT_LIMITS);
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("cocoon")
@@ -70,6 +85,7 @@ fn boot() -> Result<()> {
         net::spawn_lease_keeper(lease);
         let stop = shutdown::listen().context("listening for shutdown requests")?;
         let identity = tls::Identity::generate().context("creating the TLS key")?;
-        server::serve(HTTPS_PORT, identity, stop).await
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], HTTPS_PORT));
+        server::serve(addr, identity, api::router(state), stop).await
     })
 }

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum::Json;
+use std::net::SocketAddr;
+
 use axum::Router;
-use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
@@ -25,32 +24,18 @@ const MAX_CONNECTIONS: usize = 256;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn router() -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .fallback(|| async {
-            (
-                axum::http::StatusCode::NOT_FOUND,
-                Json(json!({"error": "not found"})),
-            )
-        })
-}
-
-async fn health() -> Json<Value> {
-    Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_s": (console::uptime() * 1000.0).round() / 1000.0,
-    }))
-}
-
-/// Serves until a stop request arrives on `stop`.
-pub async fn serve(port: u16, identity: Identity, mut stop: mpsc::Receiver<String>) -> Result<()> {
-    let listener = TcpListener::bind(("0.0.0.0", port))
+/// Serves `app` until a stop request arrives on `stop`.
+pub async fn serve(
+    addr: SocketAddr,
+    identity: Identity,
+    app: Router,
+    mut stop: mpsc::Receiver<String>,
+) -> Result<()> {
+    let listener = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("listening on port {port}"))?;
+        .with_context(|| format!("listening on {addr}"))?;
+    let port = listener.local_addr()?.port();
     let acceptor = TlsAcceptor::from(identity.server_config.clone());
-    let app = router();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     console::event(
         "listening",

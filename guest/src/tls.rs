@@ -15,6 +15,8 @@ pub struct Identity {
     pub server_config: Arc<ServerConfig>,
     /// SHA-256 of the certificate's DER: what the host pins in dev mode.
     pub cert_sha256: String,
+    /// The certificate in PEM (the host-side `serve` writes it for clients).
+    pub cert_pem: String,
 }
 
 impl Identity {
@@ -45,6 +47,7 @@ impl Identity {
         Ok(Identity {
             server_config: Arc::new(config),
             cert_sha256,
+            cert_pem: cert.pem(),
         })
     }
 }

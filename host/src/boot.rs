@@ -54,6 +54,14 @@ pub struct Args {
     /// SEV-SNP: physical address bits lost to encryption, with --cbitpos.
     #[arg(long, requires = "cbitpos")]
     pub reduced_phys_bits: Option<u32>,
+    /// The model pack the image serves (`cargo xtask model-pack`), attached
+    /// as a read-only disk. Required when the image's manifest names a model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Skip the host's early check of --model's sha256 (tests use it to show
+    /// that the guest itself refuses a wrong pack).
+    #[arg(long, hide = true)]
+    pub unchecked_model: bool,
     /// Local port forwarded to the guest's HTTPS port (0: any free port).
     #[arg(long, default_value_t = 8443)]
     pub port: u16,
@@ -105,6 +113,7 @@ pub fn run(args: &Args) -> Result<()> {
         .verify_artifacts(&args.image)
         .context("refusing to boot")?;
     profile::check_cmdline(&manifest.cmdline).map_err(anyhow::Error::msg)?;
+    check_model(args, &manifest)?;
     let snp = if args.dev {
         None
     } else {
@@ -250,6 +259,7 @@ fn qemu_args(
             guest_port: GUEST_PORT,
             serial_log: &serial_log,
             qmp_socket: &qmp_socket,
+            model: args.model.as_deref(),
         }
         .args(),
         Some(launch) => SnpVm {
@@ -266,8 +276,42 @@ fn qemu_args(
             guest_port: GUEST_PORT,
             serial_log: &serial_log,
             qmp_socket: &qmp_socket,
+            model: args.model.as_deref(),
         }
         .args(),
+    }
+}
+
+/// The model pack must be the one the manifest (and so the measured command
+/// line) names. The guest checks again as it reads the disk; this check
+/// only turns a mistake into an early, clear error.
+fn check_model(args: &Args, manifest: &Manifest) -> Result<()> {
+    match (&manifest.model, &args.model) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => bail!(
+            "this image was built without a model; rebuild it with `cargo xtask build --model PACK`"
+        ),
+        (Some(m), None) => bail!(
+            "this image serves the model {} (pack sha256 {}): pass it with --model PACK",
+            m.name,
+            m.sha256
+        ),
+        (Some(m), Some(pack)) => {
+            if args.unchecked_model {
+                return Ok(());
+            }
+            let (sha, _) = cocoon_image::digest::Sha256::of_file(pack)
+                .with_context(|| format!("reading the model pack {}", pack.display()))?;
+            if sha != m.sha256 {
+                bail!(
+                    "refusing to boot: the model pack {} has sha256 {sha}, the image requires {} ({})",
+                    pack.display(),
+                    m.sha256,
+                    m.name
+                );
+            }
+            Ok(())
+        }
     }
 }
 

@@ -7,7 +7,6 @@
 
 mod accel;
 mod boot;
-mod health;
 mod preflight;
 mod qemu;
 mod qmp;

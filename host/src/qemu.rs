@@ -92,6 +92,8 @@ pub struct DevVm<'a> {
     pub guest_port: u16,
     pub serial_log: &'a Path,
     pub qmp_socket: &'a Path,
+    /// The model pack, attached read-only.
+    pub model: Option<&'a Path>,
 }
 
 impl DevVm<'_> {
@@ -104,9 +106,31 @@ impl DevVm<'_> {
         let mut a = machine_args(machine, cpu, self.vcpus, self.memory_mib);
         a.extend(kernel_args(self.kernel, self.initrd, self.cmdline));
         a.extend(network_args(self.host_port, self.guest_port));
+        a.extend(self.model.map(model_disk_args).unwrap_or_default());
         a.extend(control_args(self.serial_log, self.qmp_socket));
         a
     }
+}
+
+/// The virtio serial the guest finds its model disk by (see the guest's
+/// `model_disk` module).
+pub const MODEL_DISK_SERIAL: &str = "cocoon-model";
+
+/// The model pack as a read-only virtio disk. Its bytes are not measured
+/// at launch: the guest hashes them against the measured command line.
+fn model_disk_args(pack: &Path) -> Vec<String> {
+    vec![
+        "-drive".into(),
+        // QEMU option syntax doubles commas inside values.
+        format!(
+            "file={},if=none,id=model0,format=raw,readonly=on",
+            pack.display().to_string().replace(',', ",,")
+        ),
+        "-device".into(),
+        format!(
+            "virtio-blk-pci,drive=model0,serial={MODEL_DISK_SERIAL},disable-legacy=on,iommu_platform=true,romfile="
+        ),
+    ]
 }
 
 /// No default devices, no user config, no display; the machine, CPU model,
@@ -244,6 +268,8 @@ pub struct SnpVm<'a> {
     pub guest_port: u16,
     pub serial_log: &'a Path,
     pub qmp_socket: &'a Path,
+    /// The model pack, attached read-only.
+    pub model: Option<&'a Path>,
 }
 
 impl SnpVm<'_> {
@@ -283,6 +309,7 @@ impl SnpVm<'_> {
                 format!("name=opt/ovmf/X-PciMmio64Mb,string={GPU_MMIO64_MB}"),
             ]);
         }
+        a.extend(self.model.map(model_disk_args).unwrap_or_default());
         a.extend(control_args(self.serial_log, self.qmp_socket));
         a
     }
@@ -332,6 +359,7 @@ mod tests {
             guest_port: 443,
             serial_log: Path::new("/run/serial.log"),
             qmp_socket: Path::new("/run/qmp.sock"),
+            model: None,
         };
         assert_eq!(
             vm.args().join(" "),
@@ -362,6 +390,7 @@ mod tests {
             guest_port: 443,
             serial_log: Path::new("/run/serial.log"),
             qmp_socket: Path::new("/run/qmp.sock"),
+            model: None,
         }
         .args()
     }
@@ -463,5 +492,15 @@ mod tests {
         .unwrap();
         assert_eq!(policy & (1 << 19), 0, "debug allowed");
         assert_eq!(policy & (1 << 18), 0, "migration agent allowed");
+    }
+
+    #[test]
+    fn the_model_disk_is_read_only_and_found_by_serial() {
+        let a = model_disk_args(Path::new("/models/a,b.pack")).join(" ");
+        assert_eq!(
+            a,
+            "-drive file=/models/a,,b.pack,if=none,id=model0,format=raw,readonly=on \
+             -device virtio-blk-pci,drive=model0,serial=cocoon-model,disable-legacy=on,iommu_platform=true,romfile="
+        );
     }
 }

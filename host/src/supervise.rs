@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::health;
 use crate::qmp::Qmp;
 use crate::report::Report;
 use crate::rundir::RunDir;
 use crate::serial::{self, ConsoleLine};
+use cocoon_measurements::client;
 
 /// Boot phases as the host saw them, with the guest's own clock.
 #[derive(Default)]
@@ -228,7 +228,8 @@ impl Supervisor<'_> {
             }
             if timeline.ready.is_none() {
                 if let Some(fp) = cert.as_deref().filter(|_| Instant::now() >= next_try) {
-                    match health::get(port, "/health", fp, Duration::from_secs(5)) {
+                    match client::request(port, "GET", "/health", None, fp, Duration::from_secs(5))
+                    {
                         Ok((200, body)) => {
                             timeline.ready = Some(Instant::now());
                             let times = timeline.json(start);

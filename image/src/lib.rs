@@ -17,14 +17,18 @@
 //! | [`initramfs`] | assembling and compressing the initramfs |
 //! | [`profile`] | the image profiles (what each one contains) |
 //! | [`manifest`] | `manifest.json`: what a built image is made of |
+//! | [`gguf`] | the metadata of a GGUF model file |
+//! | [`modelpack`] | the model pack: a GGUF plus what serving it needs, one hash |
 
 pub mod apt;
 pub mod cache;
 pub mod deb;
 pub mod digest;
+pub mod gguf;
 pub mod initramfs;
 pub mod kmod;
 pub mod lock;
 pub mod manifest;
+pub mod modelpack;
 pub mod newc;
 pub mod profile;

@@ -38,9 +38,33 @@ pub struct Manifest {
     pub sources: Vec<PinnedSource>,
     pub artifacts: Vec<Artifact>,
     pub initramfs: InitramfsInfo,
+    /// The model the measured command line requires (`cocoon.model=`),
+    /// if the image was built with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelRef>,
     /// The SEV-SNP launch measurement of every launch shape this image
     /// may be booted with.
     pub measurements: Vec<MeasurementRecord>,
+}
+
+/// The model pack an image serves: the pack's own hash is on the measured
+/// command line; the rest says what it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRef {
+    /// The model id clients pass.
+    pub name: String,
+    pub architecture: String,
+    /// sha256 of the whole pack file.
+    pub sha256: Sha256,
+    pub size: u64,
+    /// sha256 of the GGUF inside it (to match it with its upstream file).
+    pub gguf_sha256: String,
+}
+
+/// The command-line word that binds a model pack to the measurement.
+pub fn model_cmdline_arg(pack_sha256: &Sha256) -> String {
+    format!("cocoon.model=sha256:{}", pack_sha256.to_hex())
 }
 
 /// One launch shape and its expected SNP measurement.
@@ -293,6 +317,7 @@ mod tests {
                 uncompressed_sha256: Sha256::of(b"cpio"),
                 files: vec![],
             },
+            model: None,
             measurements: vec![],
         }
     }

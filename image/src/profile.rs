@@ -36,7 +36,7 @@ pub const CPU: Profile = Profile {
     firmware_input: "firmware",
     // virtio_net: the one network interface. button: the ACPI power button,
     // so that the host's QMP `system_powerdown` reaches /init.
-    modules: &["virtio_net", "button"],
+    modules: &["virtio_net", "virtio_blk", "button"],
     // quiet: serial output is slow under emulation; warnings still print.
     // panic=-1: a kernel panic stops the VM at once instead of hanging.
     cmdline: "console=ttyS0 quiet panic=-1",

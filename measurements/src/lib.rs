@@ -4,9 +4,11 @@
 //!   computed offline.
 //! - [`pinned`]: the development-mode check that a server holds the key
 //!   whose certificate the guest announced (no attestation).
+//! - [`client`]: a small HTTPS client on loopback that uses that check.
 //!
 //! Attestation-report verification and the TON registry client come next
 //! and plug in beside these.
 
+pub mod client;
 pub mod pinned;
 pub mod snp;

@@ -41,6 +41,68 @@ pub fn image() -> &'static Path {
     })
 }
 
+/// The pinned demo model's pack (`cargo xtask model-pack`), made once.
+pub fn model_pack() -> &'static Path {
+    static PACK: OnceLock<PathBuf> = OnceLock::new();
+    PACK.get_or_init(|| {
+        let out = xtask_in(&root(), &["model-pack", "--model", MODEL]);
+        assert!(
+            out.status.success(),
+            "cargo xtask model-pack failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        root().join(format!("target/cocoon/models/{MODEL}.pack"))
+    })
+}
+
+/// The model the tests serve (pinned in image/models.lock).
+pub const MODEL: &str = "smollm2-135m-instruct";
+
+/// An image built with [`model_pack`], in its own directory.
+pub fn model_image() -> &'static Path {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let pack = model_pack().to_str().unwrap().to_string();
+        let out = xtask_in(
+            &root(),
+            &[
+                "build",
+                "--model",
+                &pack,
+                "--out",
+                "target/cocoon/cpu-model",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "cargo xtask build --model failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        root().join("target/cocoon/cpu-model")
+    })
+}
+
+/// The guest binary `cargo xtask build` made (the image's `/init`), which
+/// also runs the same engine on the host.
+pub fn guest_bin() -> PathBuf {
+    model_image();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(root().join("target"));
+    target.join("x86_64-unknown-linux-gnu/guest/cocoon-guest")
+}
+
+/// The Python of `target/cocoon/venv` (with `openai`, `sev-snp-measure`).
+pub fn venv_python() -> PathBuf {
+    let python = root().join("target/cocoon/venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run `cargo xtask setup`",
+        python.display()
+    );
+    python
+}
+
 /// The `cocoon-host` binary, built once per test process.
 pub fn host_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

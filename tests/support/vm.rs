@@ -1,10 +1,8 @@
 //! A VM booted with the real `cocoon-host boot --dev --json`, for tests.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -25,6 +23,11 @@ pub struct BootedVm {
 impl BootedVm {
     /// Boots `image` under a fresh name and run directory; waits for `ready`.
     pub fn boot(image: &Path, name: &str) -> BootedVm {
+        Self::boot_with(image, name, &[])
+    }
+
+    /// [`BootedVm::boot`] with more `cocoon-host boot` arguments.
+    pub fn boot_with(image: &Path, name: &str, extra: &[&str]) -> BootedVm {
         let tmp = tempfile::tempdir().unwrap();
         let run_dir = tmp.path().join("run");
         let mut child = Command::new(crate::host_bin())
@@ -35,7 +38,7 @@ impl BootedVm {
                 "--port",
                 "0",
                 "--memory",
-                "512M",
+                "1G",
                 "--name",
                 name,
                 "--run-dir",
@@ -43,6 +46,7 @@ impl BootedVm {
             .arg(&run_dir)
             .arg("--image")
             .arg(image)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -123,6 +127,17 @@ impl BootedVm {
         }
     }
 
+    /// Ctrl-C to `cocoon-host`, which must power the guest off cleanly.
+    pub fn stop_cleanly(mut self) {
+        self.signal(libc::SIGINT);
+        let status = self.wait(Duration::from_secs(120));
+        assert!(
+            status.success(),
+            "cocoon-host exited with {status}: {:?}",
+            self.events
+        );
+    }
+
     /// `GET path` over TLS, trusting only `cert_sha256`.
     pub fn get(&self, path: &str, cert_sha256: &str) -> Result<(u16, String), String> {
         https_get(self.port, path, cert_sha256)
@@ -138,31 +153,31 @@ impl Drop for BootedVm {
     }
 }
 
-/// A minimal HTTPS GET on loopback that trusts one certificate by its SHA-256.
+/// The guest's certificate in PEM, checked against the pinned hash.
+pub fn fetch_cert_pem(port: u16, cert_sha256: &str) -> String {
+    cocoon_measurements::client::fetch_cert_pem(port, cert_sha256, Duration::from_secs(30)).unwrap()
+}
+
+/// `GET path` on loopback, trusting only the certificate `cert_sha256`.
 pub fn https_get(port: u16, path: &str, cert_sha256: &str) -> Result<(u16, String), String> {
-    let config = cocoon_measurements::pinned::PinnedCertVerifier::client_config(cert_sha256)?;
-    let name = rustls::pki_types::ServerName::try_from("cocoon.local").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
-    let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    write!(
-        tls,
-        "GET {path} HTTP/1.1\r\nHost: cocoon.local\r\nConnection: close\r\n\r\n"
+    https(port, "GET", path, None, cert_sha256)
+}
+
+/// Any request on loopback, trusting only the certificate `cert_sha256`.
+pub fn https(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    cert_sha256: &str,
+) -> Result<(u16, String), String> {
+    cocoon_measurements::client::request(
+        port,
+        method,
+        path,
+        body,
+        cert_sha256,
+        Duration::from_secs(600),
     )
-    .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    if let Err(e) = tls.read_to_end(&mut raw)
-        && (e.kind() != std::io::ErrorKind::UnexpectedEof || raw.is_empty())
-    {
-        return Err(e.to_string());
-    }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("no header end")?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("no status")?;
-    Ok((status, body.to_string()))
+    .map_err(|e| e.to_string())
 }

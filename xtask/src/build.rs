@@ -29,6 +29,10 @@ pub struct Args {
     /// Output directory [default: target/cocoon/<profile>].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// A model pack (`cargo xtask model-pack`) the image will serve: its
+    /// sha256 goes on the measured kernel command line.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
 }
 
 pub const LOCK_PATH: &str = "image/inputs.lock";
@@ -200,13 +204,25 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
             profile.initrd_budget
         );
     }
-    profile::check_cmdline(profile.cmdline).map_err(anyhow::Error::msg)?;
+    let model = match &args.model {
+        Some(pack) => Some(model_ref(pack)?),
+        None => None,
+    };
+    let cmdline = match &model {
+        Some(m) => format!(
+            "{} {}",
+            profile.cmdline,
+            manifest::model_cmdline_arg(&m.sha256)
+        ),
+        None => profile.cmdline.to_string(),
+    };
+    profile::check_cmdline(&cmdline).map_err(anyhow::Error::msg)?;
     let vmlinuz = fs::read(&kernel.vmlinuz)?;
 
     let artifacts: Vec<(&str, &[u8])> = vec![
         (manifest::KERNEL, &vmlinuz),
         (manifest::INITRD, &initrd),
-        (manifest::CMDLINE, profile.cmdline.as_bytes()),
+        (manifest::CMDLINE, cmdline.as_bytes()),
         (manifest::FIRMWARE, &ovmf),
     ];
     let mut changed = 0;
@@ -233,7 +249,7 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
             rustflags: guest.recorded_rustflags,
             firmware_tools: firmware.tools,
         },
-        cmdline: profile.cmdline.into(),
+        cmdline: cmdline.clone(),
         inputs: vec![used_input(kernel_pkg, &kernel)],
         sources: vec![firmware_src.clone()],
         artifacts: artifacts
@@ -254,7 +270,8 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
             uncompressed_sha256: cpio_sha,
             files: tree.listing(),
         },
-        measurements: measure::table(&out, profile.cmdline, profile)?,
+        model,
+        measurements: measure::table(&out, &cmdline, profile)?,
     };
     changed += write_if_changed(&out.join(MANIFEST_FILE), manifest.to_json().as_bytes())? as usize;
     manifest.verify_artifacts(&out)?;
@@ -277,6 +294,21 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
     );
     eprintln!("xtask: build took {:.1} s", started.elapsed().as_secs_f64());
     Ok(Built { dir: out })
+}
+
+/// What the manifest records about a model pack (its header, re-hashed).
+fn model_ref(pack: &Path) -> Result<manifest::ModelRef> {
+    let header = cocoon_image::modelpack::read_header(pack)
+        .with_context(|| format!("reading the model pack {}", pack.display()))?;
+    let (sha256, size) =
+        Sha256::of_file(pack).with_context(|| format!("hashing {}", pack.display()))?;
+    Ok(manifest::ModelRef {
+        name: header.name,
+        architecture: header.architecture,
+        sha256,
+        size,
+        gguf_sha256: header.gguf.sha256,
+    })
 }
 
 /// The kernel input as the manifest records it: only the files the image uses.

@@ -1,5 +1,6 @@
-//! `cargo xtask demo`: the whole path on one screen: build the image, boot
-//! it without SEV, show it answering over TLS, stop it cleanly.
+//! `cargo xtask demo`: the whole path on one screen: fetch and pack the
+//! pinned demo model, build the image around it, boot it without SEV, ask
+//! it a chat question over TLS, stop it cleanly.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
-use crate::{build, setup};
+use crate::{build, model, setup};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -22,12 +23,14 @@ pub struct Args {
 
 pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     setup::ensure(sh)?;
+    let pack = model::default_pack(sh, root)?;
     let built = build::run(
         sh,
         root,
         &build::Args {
             profile: "cpu".into(),
             out: None,
+            model: Some(pack.clone()),
         },
     )?;
     cmd!(sh, "cargo build --quiet --locked -p cocoon-host").run()?;
@@ -38,6 +41,8 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
             "boot", "--dev", "--json", "--name", "demo", "--port", &port, "--image",
         ])
         .arg(&built.dir)
+        .arg("--model")
+        .arg(&pack)
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", host.display()))?;
@@ -55,6 +60,9 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
             event["message"].as_str().unwrap_or_default()
         );
         ready |= event["event"] == "ready";
+        if event["event"] == "ready" {
+            ask(args.port, event["cert_sha256"].as_str().unwrap_or_default())?;
+        }
         // `hint` is the last thing `boot` prints once the guest is up.
         // Stop from the side, as a user would, and keep printing.
         if event["event"] == "hint" && !args.keep_running {
@@ -78,7 +86,43 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     if !status.success() {
         bail!("cocoon-host exited with {status}");
     }
-    println!("demo: built, booted, answered over TLS and stopped cleanly");
+    println!("demo: built, booted, answered a chat completion over TLS and stopped cleanly");
+    Ok(())
+}
+
+/// One chat completion, as any OpenAI client would send it.
+fn ask(port: u16, cert_sha256: &str) -> Result<()> {
+    let question = "What is the capital of France? Answer in one sentence.";
+    let body = serde_json::json!({
+        "model": model::DEFAULT_MODEL,
+        "messages": [{"role": "user", "content": question}],
+        "max_tokens": 32,
+        "temperature": 0,
+    });
+    println!(
+        "demo: POST /v1/chat/completions: {question:?} (software-emulated CPU: expect a few tokens a second)"
+    );
+    let started = std::time::Instant::now();
+    let (status, answer) = cocoon_measurements::client::request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        Some(&body.to_string()),
+        cert_sha256,
+        std::time::Duration::from_secs(600),
+    )?;
+    if status != 200 {
+        bail!("the chat completion answered {status}: {answer}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&answer)?;
+    println!(
+        "demo: the guest answered in {:.1} s ({} tokens): {:?}",
+        started.elapsed().as_secs_f64(),
+        v["usage"]["completion_tokens"],
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+    );
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! this crate wires it to a command line and to the tools it runs.
 
 mod bench;
+mod bench_inference;
 mod build;
 mod demo;
 mod env;
@@ -12,6 +13,7 @@ mod guest;
 mod inputs;
 mod lock;
 mod measure;
+mod model;
 mod progress;
 mod setup;
 mod test;
@@ -38,6 +40,8 @@ enum Command {
     Build(build::Args),
     /// Measure build and boot figures (for BENCHMARKS.md).
     Bench(bench::Args),
+    /// Time our engine against llama.cpp on the same GGUF and threads (for BENCHMARKS.md).
+    BenchInference(bench_inference::Args),
     /// Build the image, boot it without SEV and show it answering, then stop it.
     ///
     /// As root, installs the system packages it needs first; otherwise it
@@ -45,6 +49,8 @@ enum Command {
     Demo(demo::Args),
     /// Print the SEV-SNP launch measurement of a built image for one launch shape.
     Measure(measure::Args),
+    /// Write a model pack (a GGUF plus what serving it needs) and print its sha256.
+    ModelPack(model::Args),
     /// Re-pin image/inputs.lock to what the mirror serves now.
     Lock(lock::Args),
     /// Install (as root) or list the system packages the pipeline and the tests need.
@@ -69,9 +75,11 @@ fn run(cli: Cli) -> Result<()> {
     sh.change_dir(&root);
     match cli.command {
         Command::Bench(args) => bench::run(&sh, &root, &args),
+        Command::BenchInference(args) => bench_inference::run(&sh, &root, &args),
         Command::Build(args) => build::run(&sh, &root, &args).map(|_| ()),
         Command::Demo(args) => demo::run(&sh, &root, &args),
         Command::Measure(args) => measure::run(&sh, &root, &args),
+        Command::ModelPack(args) => model::run(&sh, &root, &args),
         Command::Lock(args) => lock::run(&sh, &root, &args),
         Command::Setup(args) => setup::run(&sh, &root, &args),
         Command::Test(args) => test::run(&sh, &root, &args),

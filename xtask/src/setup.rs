@@ -134,7 +134,7 @@ pub fn ensure(sh: &Shell) -> Result<()> {
 
 /// The Python tools the cross-checks run, pinned, in a virtualenv of the
 /// checkout's own (`target/cocoon/venv`).
-pub const PYTHON_TOOLS: &[&str] = &["sev-snp-measure==0.0.13"];
+pub const PYTHON_TOOLS: &[&str] = &["sev-snp-measure==0.0.13", "openai==3.57.0"];
 
 pub fn venv_python(root: &Path) -> std::path::PathBuf {
     root.join("target/cocoon/venv/bin/python")

@@ -1,0 +1,261 @@
+//! Loading a verified model pack into candle: the tokenizer and chat
+//! template from the GGUF metadata, the weights for one of the supported
+//! architectures, on the CPU or (with the `cuda` feature and a working GPU)
+//! on CUDA.
+
+use std::io::Cursor;
+use std::sync::Mutex;
+
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
+use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
+use cocoon_image::modelpack::{self, PackHeader};
+
+use crate::template::ChatTemplate;
+use crate::tokenizer::{TokenId, Tokenizer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Pack(#[from] modelpack::PackError),
+    #[error("reading the GGUF: {0}")]
+    Gguf(String),
+    #[error("the GGUF's tokenizer: {0}")]
+    Tokenizer(String),
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+    #[error("architecture {0:?} is not supported")]
+    Architecture(String),
+}
+
+/// The weights of one sequence. Llama and Qwen3 weights are shared between
+/// clones (the tensors are reference-counted; only the KV cache is per
+/// clone), so every request gets its own. candle's Qwen2 model cannot be
+/// cloned: it serves one sequence at a time.
+pub enum Weights {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(Box<quantized_qwen2::ModelWeights>),
+    Qwen3(quantized_qwen3::ModelWeights),
+}
+
+impl std::fmt::Debug for Weights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Weights::Llama(_) => "Weights::Llama",
+            Weights::Qwen2(_) => "Weights::Qwen2",
+            Weights::Qwen3(_) => "Weights::Qwen3",
+        })
+    }
+}
+
+impl Weights {
+    pub fn forward(&mut self, input: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Weights::Llama(m) => m.forward(input, pos),
+            Weights::Qwen2(m) => m.forward(input, pos),
+            Weights::Qwen3(m) => m.forward(input, pos),
+        }
+    }
+    pub fn clear_kv_cache(&mut self) {
+        match self {
+            Weights::Llama(m) => m.clear_kv_cache(),
+            Weights::Qwen2(m) => m.clear_kv_cache(),
+            Weights::Qwen3(m) => m.clear_kv_cache(),
+        }
+    }
+    /// A copy sharing the weights, with an empty KV cache; `None` if this
+    /// architecture cannot share its weights.
+    pub fn fork(&self) -> Option<Weights> {
+        let mut w = match self {
+            Weights::Llama(m) => Weights::Llama(m.clone()),
+            Weights::Qwen3(m) => Weights::Qwen3(m.clone()),
+            Weights::Qwen2(_) => return None,
+        };
+        w.clear_kv_cache();
+        Some(w)
+    }
+}
+
+/// A loaded model: what every request needs.
+#[derive(Debug)]
+pub struct Model {
+    pub header: PackHeader,
+    pub tokenizer: Tokenizer,
+    pub template: ChatTemplate,
+    /// Tokens that end the assistant's turn (EOS and the template's end
+    /// of turn markers).
+    pub end_tokens: Vec<TokenId>,
+    pub device: Device,
+    pub device_name: String,
+    /// The loaded weights; sequences get forks of them (or, for Qwen2, the
+    /// weights themselves while nobody else has them).
+    weights: Mutex<Option<Weights>>,
+}
+
+/// Where to run: CUDA if this build has it and a GPU answers, else the CPU.
+/// Never panics when there is no GPU or its driver fails; says why instead.
+pub fn pick_device() -> (Device, String) {
+    if candle_core::utils::cuda_is_available() {
+        match Device::new_cuda(0) {
+            Ok(d) => return (d, "cuda:0".into()),
+            Err(e) => return (Device::Cpu, format!("cpu (CUDA device 0 failed: {e})")),
+        }
+    }
+    (Device::Cpu, "cpu".into())
+}
+
+fn strings(ct: &gguf_file::Content, key: &str) -> Result<Vec<String>, LoadError> {
+    let v = ct
+        .metadata
+        .get(key)
+        .ok_or_else(|| LoadError::Tokenizer(format!("{key} is missing")))?;
+    v.to_vec()
+        .map_err(|e| LoadError::Tokenizer(format!("{key}: {e}")))?
+        .iter()
+        .map(|s| {
+            s.to_string()
+                .cloned()
+                .map_err(|e| LoadError::Tokenizer(format!("{key}: {e}")))
+        })
+        .collect()
+}
+
+fn u32_of(ct: &gguf_file::Content, key: &str) -> Option<u32> {
+    ct.metadata.get(key).and_then(|v| v.to_u32().ok())
+}
+
+fn tokenizer_from(ct: &gguf_file::Content, header: &PackHeader) -> Result<Tokenizer, LoadError> {
+    let tokens = strings(ct, "tokenizer.ggml.tokens")?;
+    let merges = strings(ct, "tokenizer.ggml.merges")?;
+    let types: Vec<i32> = match ct.metadata.get("tokenizer.ggml.token_type") {
+        Some(v) => v
+            .to_vec()
+            .map_err(|e| LoadError::Tokenizer(e.to_string()))?
+            .iter()
+            .map(|t| t.to_i32().map_err(|e| LoadError::Tokenizer(e.to_string())))
+            .collect::<Result<_, _>>()?,
+        None => vec![1; tokens.len()],
+    };
+    let eos = u32_of(ct, "tokenizer.ggml.eos_token_id")
+        .ok_or_else(|| LoadError::Tokenizer("tokenizer.ggml.eos_token_id is missing".into()))?;
+    let bos = u32_of(ct, "tokenizer.ggml.bos_token_id");
+    let add_bos = ct
+        .metadata
+        .get("tokenizer.ggml.add_bos_token")
+        .and_then(|v| v.to_bool().ok())
+        .unwrap_or(false);
+    Tokenizer::new(
+        tokens,
+        &types,
+        &merges,
+        &header.tokenizer.pre,
+        bos,
+        eos,
+        add_bos,
+    )
+    .map_err(|e| LoadError::Tokenizer(e.to_string()))
+}
+
+impl Model {
+    /// Loads a pack that is already in memory and already verified.
+    pub fn load(pack_bytes: &[u8]) -> Result<Model, LoadError> {
+        let pack = modelpack::parse(pack_bytes)?;
+        let (device, device_name) = pick_device();
+        let mut reader = Cursor::new(pack.gguf);
+        let ct =
+            gguf_file::Content::read(&mut reader).map_err(|e| LoadError::Gguf(e.to_string()))?;
+        let tokenizer = tokenizer_from(&ct, &pack.header)?;
+        let text =
+            |id: Option<TokenId>| id.map(|i| tokenizer.decode_special(i)).unwrap_or_default();
+        let template = ChatTemplate::new(
+            &pack.header.chat_template,
+            &text(tokenizer.bos),
+            &text(Some(tokenizer.eos)),
+        )?;
+        let mut end_tokens = vec![tokenizer.eos];
+        for t in [
+            "<|im_end|>",
+            "<|endoftext|>",
+            "<|eot_id|>",
+            "<|end_of_text|>",
+        ] {
+            if let Some(id) = tokenizer.special(t)
+                && !end_tokens.contains(&id)
+            {
+                end_tokens.push(id);
+            }
+        }
+        let gguf_err = |e: candle_core::Error| LoadError::Gguf(e.to_string());
+        let repacked = match device {
+            Device::Cpu => crate::repack::repack_for_cpu(&ct, pack.gguf).map_err(gguf_err)?,
+            _ => None,
+        };
+        let (ct, mut reader) = match &repacked {
+            Some(bytes) => {
+                let mut r = Cursor::new(bytes.as_slice());
+                (gguf_file::Content::read(&mut r).map_err(gguf_err)?, r)
+            }
+            None => (ct, reader),
+        };
+        let weights = match pack.header.architecture.as_str() {
+            "llama" => Weights::Llama(
+                quantized_llama::ModelWeights::from_gguf(ct, &mut reader, &device)
+                    .map_err(gguf_err)?,
+            ),
+            "qwen2" => Weights::Qwen2(Box::new(
+                quantized_qwen2::ModelWeights::from_gguf(ct, &mut reader, &device)
+                    .map_err(gguf_err)?,
+            )),
+            "qwen3" => Weights::Qwen3(
+                quantized_qwen3::ModelWeights::from_gguf(ct, &mut reader, &device)
+                    .map_err(gguf_err)?,
+            ),
+            other => return Err(LoadError::Architecture(other.to_string())),
+        };
+        Ok(Model {
+            header: pack.header,
+            tokenizer,
+            template,
+            end_tokens,
+            device,
+            device_name,
+            weights: Mutex::new(Some(weights)),
+        })
+    }
+
+    /// Weights for a new sequence, with an empty KV cache; `None` while an
+    /// architecture that cannot share its weights is busy with another.
+    pub fn checkout(&self) -> Option<Weights> {
+        let mut slot = self.weights.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.as_ref()?.fork() {
+            Some(w) => Some(w),
+            None => slot.take(),
+        }
+    }
+
+    /// Returns weights from [`Model::checkout`] (only unshareable ones are kept).
+    pub fn give_back(&self, mut w: Weights) {
+        if w.fork().is_none() {
+            w.clear_kv_cache();
+            *self.weights.lock().unwrap_or_else(|p| p.into_inner()) = Some(w);
+        }
+    }
+
+    /// Whether sequences can run side by side.
+    pub fn concurrent(&self) -> bool {
+        let slot = self.weights.lock().unwrap_or_else(|p| p.into_inner());
+        !matches!(slot.as_ref(), Some(Weights::Qwen2(_)))
+    }
+
+    /// The longest sequence this server runs: the pack's context length,
+    /// capped where candle's llama precomputes its rotary tables.
+    pub fn context_length(&self) -> usize {
+        let llama = self.header.architecture == "llama";
+        let cap = if llama {
+            quantized_llama::MAX_SEQ_LEN
+        } else {
+            usize::MAX
+        };
+        (self.header.context_length as usize).min(cap)
+    }
+}
