@@ -5,8 +5,11 @@
 //! - [`pinned`]: the development-mode check that a server holds the key
 //!   whose certificate the guest announced (no attestation).
 //!
-//! Attestation-report verification and the TON registry client come next
-//! and plug in beside these.
+//! - [`registry`]: the measurement registry contract on TON: its message
+//!   layouts, wallet signing and a TON HTTP API client.
+//!
+//! Attestation-report verification comes next and plugs in beside these.
 
 pub mod pinned;
+pub mod registry;
 pub mod snp;
