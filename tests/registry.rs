@@ -193,7 +193,7 @@ fn publish_verify_endorse_revoke_on_the_devnet() {
         ],
     ));
     assert!(
-        dry.contains("256 in 4 publish message(s)") && dry.contains("dry run: nothing sent"),
+        dry.contains("256 in 8 publish message(s)") && dry.contains("dry run: nothing sent"),
         "{dry}"
     );
     assert!(!reader.is_allowed(&ms[0]).unwrap());
@@ -405,7 +405,7 @@ fn rust_bocs_parse_in_ton_core_with_the_same_hashes() {
                 "inputs": inputs,
             }));
         };
-    for batch in [&ms[..1], &ms[..64]] {
+    for batch in [&ms[..1], &ms[..32]] {
         let body = messages::publish_body(42, &release, batch).unwrap();
         push(
             "publish",
@@ -455,7 +455,7 @@ fn rust_bocs_parse_in_ton_core_with_the_same_hashes() {
         &ext,
         serde_json::json!({"wallet": account.to_string()}),
     );
-    let publish = sender::publish_messages(&registry, &release, &ms[..64], 0).unwrap();
+    let publish = sender::publish_messages(&registry, &release, &ms[..32], 0).unwrap();
     let four: Vec<_> = (0..4).map(|_| publish[0].clone()).collect();
     let ext = owner
         .external_message(7, 1_900_000_000, false, &four)
