@@ -13,7 +13,7 @@ use cocoon_measurements::registry::messages::{self, Release, RoleOp};
 use cocoon_measurements::registry::reader::{Reader, Status};
 use cocoon_measurements::registry::sender::{self, Sender};
 use cocoon_measurements::registry::wallet::Wallet;
-use cocoon_measurements::registry::{Measurement, TonAddress, contract};
+use cocoon_measurements::registry::{Measurement, contract};
 use cocoon_tests::devnet::{Devnet, contract_dir, node_available};
 use cocoon_tests::{root, xtask_in};
 
@@ -482,5 +482,4 @@ fn rust_bocs_parse_in_ton_core_with_the_same_hashes() {
         stdout.lines().filter(|l| l.starts_with("same ")).count(),
         entries.len() + 1
     );
-    let _: TonAddress = registry;
 }

@@ -104,7 +104,16 @@ pub fn run(args: &Args) -> Result<()> {
             sender.wallet().address()
         );
     }
+    let before = sender.state()?.balance;
     let sent = sender.send_all(&messages, |m| eprintln!("xtask: {m}"))?;
+    let spent = before.saturating_sub(sender.state()?.balance);
+    // Refused messages bounce their value back, so this can be less than
+    // what was attached.
+    println!(
+        "wallet spent:  {:.4} TON ({:.4} attached)",
+        spent as f64 / NANO as f64,
+        attached as f64 / NANO as f64
+    );
     for s in &sent {
         eprintln!(
             "xtask: seqno {} taken (external message {})",
