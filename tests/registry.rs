@@ -369,8 +369,24 @@ fn publish_verify_endorse_revoke_on_the_devnet() {
         "revoked",
     );
 
+    // An address that is not the registry is refused before any lookup:
+    // here the owner's wallet, which answers get methods but runs other code.
+    let owner_s = owner.wallet.address().to_string();
+    let not_registry = [
+        "--network",
+        &endpoint,
+        "--api-key",
+        API_KEY,
+        "--registry",
+        &owner_s,
+    ];
+    fails(
+        &xtask(&not_registry, &["verify", "--chain", "--image", image_s]),
+        "not the registry's",
+    );
+
     // A wrong API key is named as such.
-    let bad = TonApi::new(&Network::Url(endpoint), Some("wrong".into()));
+    let bad = TonApi::new(&Network::Url(endpoint.clone()), Some("wrong".into()));
     let e = Reader::new(&bad, registry)
         .is_allowed(&ms[0])
         .unwrap_err()

@@ -153,6 +153,7 @@ pub fn check_image(image_dir: &Path, chain: &ChainArgs) -> Result<(Release, Repo
     let api = chain.api()?;
     let registry = chain.registry()?;
     let reader = Reader::new(&api, registry);
+    reader.check_code()?;
     let report = check::check(&reader, &measurements)
         .with_context(|| format!("reading the registry {}", reader.address()))?;
     Ok((release, report))
@@ -165,6 +166,7 @@ pub fn endorse(chain: &ChainArgs, key: SecretKey, measurements: &[Measurement]) 
     let registry = chain.registry()?;
     let wallet = Wallet::new(key)?;
     let reader = Reader::new(&api, registry.clone());
+    reader.check_code()?;
     if !reader.is_auditor(wallet.address())? {
         bail!(
             "wallet {} is not an auditor of registry {}: the owner adds it with \

@@ -96,6 +96,7 @@ pub fn run(args: &Args) -> Result<()> {
     let key = key.expect("a real run returned above without a key");
     let sender = Sender::new(&api, Wallet::new(key)?);
     let reader = Reader::new(&api, registry.clone());
+    reader.check_code()?;
     if !reader.is_publisher(sender.wallet().address())? {
         bail!(
             "wallet {} is not a publisher of registry {registry}: the owner adds it with \

@@ -72,6 +72,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let registry = args.chain.registry()?;
     let reader = Reader::new(&api, registry.clone());
+    reader.check_code()?;
     if let Action::Info = &args.action {
         let (id, owner) = reader.info()?;
         println!("registry:  {registry}\nid:        {id}\nowner:     {owner}");

@@ -97,7 +97,8 @@ async function main() {
       const contract = await blockchain.getContract(Address.parse(query.get('address')));
       const type = contract.accountState ? contract.accountState.type : 'uninit';
       const state = { active: 'active', frozen: 'frozen' }[type] || 'uninitialized';
-      return { '@type': 'raw.fullAccountState', balance: contract.balance.toString(), state };
+      const code = type === 'active' && contract.accountState.state.code ? contract.accountState.state.code.toBoc().toString('base64') : '';
+      return { '@type': 'raw.fullAccountState', balance: contract.balance.toString(), state, code };
     },
   };
 

@@ -74,6 +74,8 @@ pub struct AccountInfo {
     pub balance: u128,
     /// `active`, `uninitialized` or `frozen`.
     pub state: String,
+    /// The hash of the account's code, when it has code.
+    pub code_hash: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -225,7 +227,22 @@ impl TonApi {
             .and_then(Value::as_str)
             .ok_or_else(|| self.error(m, "answer has no `state`"))?
             .to_string();
-        Ok(AccountInfo { balance, state })
+        let code_hash = match r.get("code").and_then(Value::as_str) {
+            None | Some("") => None,
+            Some(b64) => Some(
+                BagOfCells::parse_base64(b64)
+                    .and_then(BagOfCells::single_root)
+                    .map(|c| Cell::cell_hash(&c).to_hex())
+                    .map_err(|e| {
+                        self.error(m, format!("the account's code does not parse: {e}"))
+                    })?,
+            ),
+        };
+        Ok(AccountInfo {
+            balance,
+            state,
+            code_hash,
+        })
     }
 
     /// Runs a get method with integer arguments; a non-zero exit code is an error.

@@ -75,6 +75,27 @@ impl<'a> Reader<'a> {
         &self.address
     }
 
+    /// Fails unless the account runs the registry code recorded in this
+    /// repository: an address from a flag or the environment is not
+    /// trusted to be a registry just because it answers `is_allowed`.
+    pub fn check_code(&self) -> Result<(), RegistryError> {
+        let expected = super::contract::compiled()?.code_hash_hex;
+        let info = self.api.address_information(&self.address)?;
+        match info.code_hash {
+            Some(h) if h == expected => Ok(()),
+            Some(h) => Err(RegistryError::Invalid(format!(
+                "the account {} runs code with hash {h}, not the registry's {expected} \
+                 (measurements/contract/build/registry.compiled.json): wrong address, or a \
+                 registry of another contract version",
+                self.address
+            ))),
+            None => Err(RegistryError::Invalid(format!(
+                "the account {} has no code ({}): no registry is deployed there",
+                self.address, info.state
+            ))),
+        }
+    }
+
     fn run(&self, method: &str, args: &[BigInt]) -> Result<Vec<StackValue>, RegistryError> {
         self.api.run_get_method(&self.address, method, args)
     }
