@@ -6,9 +6,12 @@
 //!   whose certificate the guest announced (no attestation).
 //! - [`client`]: a small HTTPS client on loopback that uses that check.
 //!
-//! Attestation-report verification and the TON registry client come next
-//! and plug in beside these.
+//! - [`registry`]: the measurement registry contract on TON: its message
+//!   layouts, wallet signing and a TON HTTP API client.
+//!
+//! Attestation-report verification comes next and plugs in beside these.
 
 pub mod client;
 pub mod pinned;
+pub mod registry;
 pub mod snp;

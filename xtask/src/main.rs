@@ -6,6 +6,8 @@
 mod bench;
 mod bench_inference;
 mod build;
+mod chain;
+mod contract;
 mod demo;
 mod env;
 mod firmware;
@@ -15,6 +17,8 @@ mod lock;
 mod measure;
 mod model;
 mod progress;
+mod publish;
+mod registry;
 mod setup;
 mod test;
 
@@ -57,6 +61,16 @@ enum Command {
     Setup(setup::Args),
     /// Run every check CI runs: formatting, clippy, and all tests.
     Test(test::Args),
+    /// Publish every measurement of a manifest to the registry on TON.
+    ///
+    /// Signs with a publisher's wallet (v4r2), sends through a TON HTTP API
+    /// v2 and reads the records back. --dry-run prints the BOCs instead.
+    Publish(publish::Args),
+    /// Administer the registry contract: deploy, roles, revocations, info.
+    Registry(registry::Args),
+    /// Check a built image: --chain compares its measurements with the
+    /// registry on TON (allowed? published by whom? endorsed how often?).
+    Verify(chain::VerifyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -83,6 +97,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Lock(args) => lock::run(&sh, &root, &args),
         Command::Setup(args) => setup::run(&sh, &root, &args),
         Command::Test(args) => test::run(&sh, &root, &args),
+        Command::Publish(args) => publish::run(&args),
+        Command::Registry(args) => registry::run(&args),
+        Command::Verify(args) => chain::run_verify(&root, &args),
     }
 }
 

@@ -46,6 +46,9 @@ const PACKAGES: &[(&str, Option<&str>, &str)] = &[
     ("python3", None, "command -v python3"),
     ("patch", None, "command -v patch"),
     ("xz-utils", None, "command -v xz"),
+    // The registry contract's compiler, emulator tests and devnet (npm).
+    ("nodejs", None, "command -v node"),
+    ("npm", None, "command -v npm"),
 ];
 
 const BACKPORTS_SOURCE: &str = "/etc/apt/sources.list.d/cocoon-backports.sources";

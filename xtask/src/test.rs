@@ -31,6 +31,7 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     )
     .run()
     .context("clippy found problems")?;
+    crate::contract::test(sh, root)?;
     let _quick = args
         .quick
         .then(|| sh.push_env("COCOON_SKIP_REPRODUCIBILITY", "1"));
