@@ -39,6 +39,9 @@ pub struct Args {
     /// Alternating runs of each engine.
     #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// A llama-bench to use instead of building one from the pinned sdist.
+    #[arg(long)]
+    llama_bench: Option<PathBuf>,
 }
 
 /// `llama-bench`, built once into target/cocoon/llama.cpp.
@@ -118,7 +121,10 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
         },
     )?;
     let guest = crate::guest::built_binary(root);
-    let bench = llama_bench(sh, root)?;
+    let bench = match &args.llama_bench {
+        Some(b) => b.clone(),
+        None => llama_bench(sh, root)?,
+    };
     let (p, n, t) = (
         args.prompt_tokens.to_string(),
         args.gen_tokens.to_string(),
