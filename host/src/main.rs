@@ -11,6 +11,7 @@ mod health;
 mod preflight;
 mod qemu;
 mod qmp;
+mod release;
 mod report;
 mod rundir;
 mod serial;

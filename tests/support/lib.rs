@@ -3,6 +3,7 @@
 //! guest's certificate.
 
 pub mod checkout;
+pub mod release;
 pub mod vm;
 
 use std::path::{Path, PathBuf};

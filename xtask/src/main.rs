@@ -13,8 +13,11 @@ mod inputs;
 mod lock;
 mod measure;
 mod progress;
+mod release;
 mod setup;
+mod sign;
 mod test;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -51,11 +54,22 @@ enum Command {
     Setup(setup::Args),
     /// Run every check CI runs: formatting, clippy, and all tests.
     Test(test::Args),
+    /// Build every profile from a clean commit and write a signed release bundle.
+    ///
+    /// Writes DIR/cocoon-VERSION/ (the artifacts and manifest of each
+    /// profile, SHA256SUMS, SHA256SUMS.minisig, SLSA provenance) and the
+    /// deterministic DIR/cocoon-VERSION.tar. See docs/release.md.
+    Release(release::Args),
+    /// Rebuild a release from its recorded commit and compare every byte and measurement.
+    ///
+    /// Exit status: 0 all match, 1 something differs, 2 the check could not
+    /// be made (bad signature, tampered bundle, missing commit, failed build).
+    Verify(verify::Args),
 }
 
 fn main() -> std::process::ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("xtask: error: {e:#}");
             std::process::ExitCode::FAILURE
@@ -63,7 +77,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<std::process::ExitCode> {
     let sh = xshell::Shell::new()?;
     let root = env::workspace_root()?;
     sh.change_dir(&root);
@@ -75,7 +89,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Lock(args) => lock::run(&sh, &root, &args),
         Command::Setup(args) => setup::run(&sh, &root, &args),
         Command::Test(args) => test::run(&sh, &root, &args),
+        Command::Release(args) => release::run(&sh, &root, &args),
+        // Its own exit codes: 1 is a mismatch, 2 could not check.
+        Command::Verify(args) => return Ok(verify::run(&sh, &root, &args)),
     }
+    .map(|()| std::process::ExitCode::SUCCESS)
 }
 
 /// `target/cocoon/<profile>`, the default place of a built image.

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
 use crate::setup;
@@ -18,6 +18,29 @@ pub struct Args {
     cargo_test_args: Vec<String>,
 }
 
+/// The GitHub workflows, with actionlint. Skipped (and said so) only off
+/// CI, where actionlint cannot be installed.
+fn lint_workflows(sh: &Shell, root: &Path) -> Result<()> {
+    let workflows = [
+        root.join(".github/workflows/ci.yml"),
+        root.join(".github/workflows/release.yml"),
+    ];
+    match setup::actionlint(sh, root) {
+        Some(actionlint) => cmd!(sh, "{actionlint} {workflows...}")
+            .run()
+            .context("actionlint found problems in .github/workflows"),
+        None if std::env::var_os("CI").is_some() => {
+            bail!("actionlint is not available, and CI never skips the workflow lint")
+        }
+        None => {
+            eprintln!(
+                "xtask: skipped: linting .github/workflows (actionlint is not installed and could not be)"
+            );
+            Ok(())
+        }
+    }
+}
+
 pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     let _dir = sh.push_dir(root);
     setup::ensure(sh)?;
@@ -31,6 +54,7 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     )
     .run()
     .context("clippy found problems")?;
+    lint_workflows(sh, root)?;
     let _quick = args
         .quick
         .then(|| sh.push_env("COCOON_SKIP_REPRODUCIBILITY", "1"));
