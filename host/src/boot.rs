@@ -119,7 +119,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let (image, manifest) = match released {
         Some(r) => {
-            report.say("release", &r.summary, json!({ "release": r.summary }));
+            report.say("release", &r.summary, r.fields);
             (r.image_dir, r.manifest)
         }
         None => {

@@ -14,6 +14,8 @@ pub struct Verified {
     pub image_dir: PathBuf,
     pub manifest: Manifest,
     pub summary: String,
+    /// For `--json`: version, commit, key ID.
+    pub fields: serde_json::Value,
 }
 
 pub fn open(dir: &Path, profile: Option<&str>, pubkeys: &[PathBuf]) -> Result<Verified> {
@@ -46,5 +48,10 @@ pub fn open(dir: &Path, profile: Option<&str>, pubkeys: &[PathBuf]) -> Result<Ve
             bundle.key_origin,
             bundle.files.len() + 2
         ),
+        fields: serde_json::json!({
+            "version": bundle.name.version,
+            "commit": bundle.name.commit,
+            "key_id": bundle.key_id.to_string(),
+        }),
     })
 }

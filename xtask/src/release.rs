@@ -154,6 +154,10 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
         std::io::BufWriter::new(tmp.as_file_mut()),
         manifests[0].manifest.source_date_epoch,
     )?;
+    fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )?;
     tmp.persist(&tar_path)
         .with_context(|| format!("writing {}", tar_path.display()))?;
     let (tar_sha, tar_size) = Sha256::of_file(&tar_path)?;

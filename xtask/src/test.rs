@@ -9,8 +9,8 @@ use crate::setup;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Skip the two-clone reproducibility build (about ten minutes on two
-    /// cores). CI never skips it.
+    /// Skip the two-clone reproducibility build and the release tests on
+    /// its result (about ten minutes on two cores). CI never skips them.
     #[arg(long)]
     quick: bool,
     /// Extra arguments for `cargo test` (a test name filter, ...).
