@@ -52,6 +52,13 @@ impl SigningKey {
             .map_err(|_| anyhow::anyhow!("{origin}: not a minisign secret key"))?;
         let secret = match minisign::SecretKey::from_unencrypted_box(sk_box.clone()) {
             Ok(sk) => sk,
+            // The crate refuses the unencrypted keys minisign 0.11 writes
+            // with -W (their checksum does not match its own): say so
+            // rather than ask for a password they do not have.
+            Err(e) if e.to_string().contains("Corrupted") => bail!(
+                "{origin}: the minisign crate cannot open this unencrypted key ({e}); \
+                 give it a password with `minisign -C -s KEY` and set {PASSWORD_ENV}"
+            ),
             Err(_) => {
                 let password = match std::env::var(PASSWORD_ENV) {
                     Ok(p) => Some(p),
