@@ -45,7 +45,11 @@ impl ReleaseName {
             return Err(bad());
         }
         let profiles: Vec<String> = profiles.split(',').map(str::to_string).collect();
-        if profiles.iter().any(|p| !plain_name(p)) {
+        let repeated = profiles
+            .iter()
+            .enumerate()
+            .any(|(i, p)| profiles[..i].contains(p));
+        if repeated || profiles.iter().any(|p| !plain_name(p)) {
             return Err(bad());
         }
         Ok(ReleaseName {
@@ -164,6 +168,7 @@ mod tests {
             format!("cocoon ../x commit {c} profiles cpu"),
             format!("cocoon 1.0 commit {c} profiles ../cpu"),
             format!("cocoon 1.0 commit {c} profiles "),
+            format!("cocoon 1.0 commit {c} profiles cpu,cpu"),
         ] {
             assert!(ReleaseName::parse(&bad).is_err(), "{bad}");
         }
