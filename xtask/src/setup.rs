@@ -44,6 +44,8 @@ const PACKAGES: &[(&str, Option<&str>, &str)] = &[
     ),
     ("mtools", None, "command -v mcopy"),
     ("python3", None, "command -v python3"),
+    // The cross-check tools live in a virtualenv; Debian splits `venv` out.
+    ("python3-venv", None, "python3 -c 'import ensurepip'"),
     ("patch", None, "command -v patch"),
     ("xz-utils", None, "command -v xz"),
     // The release tests check our signatures with the stock tool, and it

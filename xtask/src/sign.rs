@@ -48,7 +48,20 @@ impl SigningKey {
                 ),
             },
         };
-        let sk_box = minisign::SecretKeyBox::from_string(&text)
+        let password = std::env::var(PASSWORD_ENV).ok();
+        // The crate prompts on the terminal when given no password.
+        Self::from_text(&text, &origin, password, std::io::stdin().is_terminal())
+    }
+
+    /// Opens a secret key file's text; `password` for a protected key, or
+    /// a terminal prompt when `may_prompt`.
+    pub fn from_text(
+        text: &str,
+        origin: &str,
+        password: Option<String>,
+        may_prompt: bool,
+    ) -> Result<Self> {
+        let sk_box = minisign::SecretKeyBox::from_string(text)
             .map_err(|_| anyhow::anyhow!("{origin}: not a minisign secret key"))?;
         let secret = match minisign::SecretKey::from_unencrypted_box(sk_box.clone()) {
             Ok(sk) => sk,
@@ -60,11 +73,10 @@ impl SigningKey {
                  give it a password with `minisign -C -s KEY` and set {PASSWORD_ENV}"
             ),
             Err(_) => {
-                let password = match std::env::var(PASSWORD_ENV) {
-                    Ok(p) => Some(p),
-                    // The crate prompts on the terminal when given no password.
-                    Err(_) if std::io::stdin().is_terminal() => None,
-                    Err(_) => bail!(
+                let password = match password {
+                    Some(p) => Some(p),
+                    None if may_prompt => None,
+                    None => bail!(
                         "{origin}: the key is password-protected (or not a minisign key); set {PASSWORD_ENV}"
                     ),
                 };
@@ -74,14 +86,14 @@ impl SigningKey {
         };
         let public = minisign::PublicKey::from_secret_key(&secret)
             .map_err(|_| anyhow::anyhow!("{origin}: not a usable minisign key"))?;
-        let id = TrustedKey::parse(&public.to_base64(), &origin)
+        let id = TrustedKey::parse(&public.to_base64(), origin)
             .map_err(anyhow::Error::msg)?
             .id;
         Ok(SigningKey {
             secret,
             public,
             id,
-            origin,
+            origin: origin.to_string(),
         })
     }
 
@@ -102,5 +114,56 @@ impl SigningKey {
         )
         .map_err(|e| anyhow::anyhow!("signing with key {}: {e}", self.id))?;
         Ok(sig.into_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cocoon_release::keys::Keyring;
+
+    /// A password-protected key as the `minisign` crate writes it (the same
+    /// format as the CLI's), and its public key file.
+    fn encrypted_key(password: &str) -> (String, String) {
+        let kp = minisign::KeyPair::generate_encrypted_keypair(Some(password.into())).unwrap();
+        (
+            kp.sk.to_box(None).unwrap().to_string(),
+            kp.pk.to_box().unwrap().to_string(),
+        )
+    }
+
+    #[test]
+    fn a_protected_key_signs_what_the_verifier_accepts_and_never_shows_itself() {
+        let (secret, public) = encrypted_key("s3cret pass");
+        let key =
+            SigningKey::from_text(&secret, "k.key", Some("s3cret pass".into()), false).unwrap();
+        let comment = format!("cocoon 1.0 commit {} profiles cpu", "a".repeat(40));
+        let sig = key.sign(b"data", &comment).unwrap();
+        let mut ring = Keyring::default();
+        ring.add(TrustedKey::parse(&public, "k.pub").unwrap())
+            .unwrap();
+        let verified = cocoon_release::signature::verify(&ring, b"data", &sig).unwrap();
+        assert_eq!(verified.name.trusted_comment(), comment);
+        assert!(cocoon_release::signature::verify(&ring, b"datA", &sig).is_err());
+        assert_eq!(key.id, TrustedKey::parse(&public, "k.pub").unwrap().id);
+        let shown = format!("{key:?}");
+        let secret_line = secret.lines().nth(1).unwrap();
+        assert!(
+            !shown.contains(secret_line) && !shown.contains("s3cret"),
+            "{shown}"
+        );
+
+        let wrong = SigningKey::from_text(&secret, "k.key", Some("nope".into()), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            wrong.contains("k.key") && !wrong.contains(secret_line),
+            "{wrong}"
+        );
+        let missing = SigningKey::from_text(&secret, "k.key", None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains(PASSWORD_ENV), "{missing}");
+        assert!(SigningKey::from_text("garbage", "g", None, false).is_err());
     }
 }
