@@ -339,7 +339,11 @@ fn a_dev_boot_serves_the_openai_client_the_host_engines_answer() {
     require_qemu();
     let image = model_image();
     let pack = model_pack().to_str().unwrap();
-    let vm = BootedVm::boot_with(image, "infer-ok", &["--model", pack, "--vcpus", "1"]);
+    let image = image.to_str().unwrap();
+    let vm = BootedVm::boot_with(
+        &["--image", image, "--model", pack, "--vcpus", "1"],
+        "infer-ok",
+    );
     let cert = vm.run_dir.join("cert.pem");
     // The guest's certificate, as any client would fetch it before pinning.
     let pem = cocoon_tests::vm::fetch_cert_pem(vm.port, &vm.cert_sha256);

@@ -1,58 +1,100 @@
-//! Reproducibility: two builds from two independent checkouts, at different
-//! paths, with different TMPDIR and umask, give byte-identical artifacts
-//! and manifests.
+//! Reproducibility, and the signed release that rests on it: the first of
+//! two independent checkouts (different paths, TMPDIR and umask) builds and
+//! signs a release with `cargo xtask release`; the second verifies it with
+//! `cargo xtask verify`, which rebuilds the recorded commit in a clean
+//! worktree with an empty target folder and compares every byte and
+//! measurement. The two builds are also compared here file by file, with
+//! the offset of any difference. The release checks (stock tools, boot,
+//! tampering, a forged `/init`) then run on that release: see `release.rs`.
 //!
 //! Each checkout builds everything from scratch in its own target directory
 //! (only the crate registry and the input cache are shared, as on any
 //! machine). Set COCOON_SKIP_REPRODUCIBILITY=1 to skip it locally
 //! (`cargo xtask test --quick`); CI never does.
 
-use std::path::Path;
+#[path = "release.rs"]
+mod release;
+
 use std::process::Command;
+use std::time::Instant;
 
 use cocoon_tests::checkout::copy_worktree;
+use cocoon_tests::release::{minisign_key, require_minisign, text, xtask};
 use cocoon_tests::{first_difference, root};
 
-fn build(checkout: &Path, tmpdir: &Path, umask: &str) {
-    std::fs::create_dir_all(tmpdir).unwrap();
-    let out = Command::new("sh")
-        .current_dir(checkout)
-        .env("TMPDIR", tmpdir)
-        .env_remove("CARGO_TARGET_DIR")
-        .env("CARGO", env!("CARGO"))
-        .args([
-            "-c",
-            &format!("umask {umask} && exec \"$CARGO\" xtask build"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "build in {} failed:\n{}",
-        checkout.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
-fn two_checkouts_build_identical_images() {
+fn a_release_from_one_checkout_verifies_byte_for_byte_in_another() {
     if std::env::var_os("COCOON_SKIP_REPRODUCIBILITY").is_some() {
         eprintln!("skipped: COCOON_SKIP_REPRODUCIBILITY is set");
         return;
     }
+    cocoon_tests::require_qemu();
+    require_minisign();
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a");
     let b = tmp.path().join("second/checkout/at/a/deeper/path");
     copy_worktree(&root(), &a);
     copy_worktree(&root(), &b);
-    build(&a, &tmp.path().join("tmp-a"), "022");
-    build(&b, &tmp.path().join("tmp-b"), "077");
-    let (img_a, img_b) = (a.join("target/cocoon/cpu"), b.join("target/cocoon/cpu"));
-    for name in ["vmlinuz", "initrd.img", "cmdline", "manifest.json"] {
-        let (x, y) = (
-            std::fs::read(img_a.join(name)).unwrap(),
-            std::fs::read(img_b.join(name)).unwrap(),
-        );
+    let key = minisign_key(tmp.path(), "release", Some("correct horse battery"));
+
+    // The releaser: a password-protected key from the environment, as CI has it.
+    let secret = std::fs::read_to_string(&key.secret).unwrap();
+    let out_dir = tmp.path().join("released");
+    let started = Instant::now();
+    let out = xtask(
+        &a,
+        &tmp.path().join("tmp-a"),
+        "022",
+        &[
+            "release",
+            "--version",
+            "0.0.0-test",
+            "--out",
+            &out_dir.display().to_string(),
+        ],
+        &[
+            ("COCOON_RELEASE_KEY", &secret),
+            ("COCOON_RELEASE_KEY_PASSWORD", "correct horse battery"),
+        ],
+    );
+    let log = text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "release in {} failed:\n{log}",
+        a.display()
+    );
+    eprintln!(
+        "release (cold build): {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let secret_line = secret.lines().nth(1).unwrap();
+    assert!(
+        !log.contains(secret_line) && !log.contains("correct horse"),
+        "the secret key or its password reached the log"
+    );
+
+    // The auditor: another checkout, rebuilding from nothing.
+    let bundle = out_dir.join("cocoon-0.0.0-test");
+    let started = Instant::now();
+    let (code, stdout, stderr) = release::verify(&b, tmp.path(), &bundle, &key.public);
+    eprintln!("verify (cold): {:.0} s", started.elapsed().as_secs_f64());
+    let (img_a, img_b) = (
+        a.join("target/cocoon/cpu"),
+        b.join("target/cocoon/verify/out/cpu"),
+    );
+    for name in [
+        "vmlinuz",
+        "initrd.img",
+        "cmdline",
+        "OVMF.fd",
+        "manifest.json",
+    ] {
+        let (Ok(x), Ok(y)) = (
+            std::fs::read(img_a.join(name)),
+            std::fs::read(img_b.join(name)),
+        ) else {
+            panic!("verify did not rebuild {name}:\n{stderr}");
+        };
         if let Some(at) = first_difference(&x, &y) {
             // Keep both trees for the post-mortem.
             let kept = tmp.keep();
@@ -67,9 +109,13 @@ fn two_checkouts_build_identical_images() {
             );
         }
     }
+    assert_eq!(code, Some(0), "verify:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("cpu/initrd.img") && !stdout.contains("MISMATCH"),
+        "{stdout}"
+    );
     let manifest = cocoon_image::manifest::Manifest::load(&img_a).unwrap();
     assert!(!manifest.git.dirty, "the checkouts are clean commits");
-    // The /init inside differs from nothing else: say so explicitly.
     let init = manifest
         .initramfs
         .files
@@ -80,6 +126,22 @@ fn two_checkouts_build_identical_images() {
         "reproduced: initrd.img {} / init sha256 {}",
         manifest.artifact("initrd.img").unwrap().sha256,
         init.sha256.unwrap()
+    );
+
+    let r = release::Release {
+        tarball: out_dir.join("cocoon-0.0.0-test.tar"),
+        bundle,
+        key,
+        commit: manifest.git.commit.clone(),
+    };
+    release::stock_tools_accept(&r);
+    release::boots(&r);
+    release::tampering_is_refused(&r, &b, tmp.path());
+    let started = Instant::now();
+    release::other_source_is_a_mismatch(&r, &a, &b, tmp.path());
+    eprintln!(
+        "forged /init found (rebuild + warm verify): {:.0} s",
+        started.elapsed().as_secs_f64()
     );
 }
 

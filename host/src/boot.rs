@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::accel::{self, Accel};
 use crate::qemu::{self, CBit, DevVm, GpuPassthrough, SnpVm};
+use crate::release;
 use crate::report::Report;
 use crate::rundir::RunDir;
 use crate::supervise::Supervisor;
@@ -29,8 +30,19 @@ pub struct Args {
     #[arg(long)]
     pub dev: bool,
     /// The image directory (vmlinuz, initrd.img, cmdline, OVMF.fd, manifest.json).
+    #[arg(long, required_unless_present = "release", conflicts_with = "release")]
+    pub image: Option<PathBuf>,
+    /// A signed release folder (cocoon-VERSION/): its signature and every
+    /// checksum are verified before anything else, then its profile boots.
     #[arg(long)]
-    pub image: PathBuf,
+    pub release: Option<PathBuf>,
+    /// With --release: the profile to boot [default: the release's only one].
+    #[arg(long, requires = "release")]
+    pub profile: Option<String>,
+    /// With --release: a minisign public key to trust besides the built-in
+    /// ones (release/keys/); repeatable.
+    #[arg(long, requires = "release")]
+    pub pubkey: Vec<PathBuf>,
     /// vCPUs. Under SEV-SNP the manifest must list this count for --cpu-type.
     #[arg(long, default_value_t = 2)]
     pub vcpus: u32,
@@ -99,6 +111,11 @@ struct SnpLaunch {
 
 pub fn run(args: &Args) -> Result<()> {
     let report = Report::new(args.json);
+    // A release is checked before anything else, arguments included.
+    let released = match &args.release {
+        Some(dir) => Some(release::open(dir, args.profile.as_deref(), &args.pubkey)?),
+        None => None,
+    };
     let memory_mib = qemu::parse_memory(&args.memory).map_err(anyhow::Error::msg)?;
     if !(1..=512).contains(&args.vcpus) {
         bail!("--vcpus {}: choose 1 to 512", args.vcpus);
@@ -108,9 +125,21 @@ pub fn run(args: &Args) -> Result<()> {
             "--cpu-type and --gpu are for SEV-SNP boots; a --dev boot uses the host's CPU model and no GPU"
         );
     }
-    let manifest = Manifest::load(&args.image)?;
+    let (image, manifest) = match released {
+        Some(r) => {
+            report.say("release", &r.summary, r.fields);
+            (r.image_dir, r.manifest)
+        }
+        None => {
+            let image = args
+                .image
+                .clone()
+                .context("--image or --release is required")?;
+            (image.clone(), Manifest::load(&image)?)
+        }
+    };
     manifest
-        .verify_artifacts(&args.image)
+        .verify_artifacts(&image)
         .context("refusing to boot")?;
     profile::check_cmdline(&manifest.cmdline).map_err(anyhow::Error::msg)?;
     check_model(args, &manifest)?;
@@ -131,7 +160,7 @@ pub fn run(args: &Args) -> Result<()> {
         for a in qemu_args(
             args,
             &manifest,
-            &args.image,
+            &image,
             &run,
             &accel,
             snp.as_ref(),
@@ -150,12 +179,12 @@ pub fn run(args: &Args) -> Result<()> {
     let result = (|| {
         // Boot private copies, checked after copying: nothing can change the
         // bytes between the check and QEMU reading them.
-        let staged = stage(&args.image, &run.path, &manifest).context("refusing to boot")?;
+        let staged = stage(&image, &run.path, &manifest).context("refusing to boot")?;
         report.say(
             "verified",
             &format!(
                 "image {} verified against its manifest: profile {}, commit {}{}",
-                args.image.display(),
+                image.display(),
                 manifest.profile,
                 short(&manifest.git.commit),
                 if manifest.git.dirty {

@@ -10,6 +10,7 @@ mod boot;
 mod preflight;
 mod qemu;
 mod qmp;
+mod release;
 mod report;
 mod rundir;
 mod serial;
@@ -36,7 +37,8 @@ enum Command {
     /// Boot an image and supervise it until it is stopped.
     ///
     /// Every artifact is checked against the image's manifest.json before
-    /// QEMU starts. The command waits until the guest answers GET /health
+    /// QEMU starts; with --release, the bundle's signature (by a trusted
+    /// key) and every checksum are checked before anything else. The command waits until the guest answers GET /health
     /// over TLS, prints its URL, and stays in the foreground: Ctrl-C (or
     /// `cocoon-host stop`) powers the VM off cleanly.
     Boot(boot::Args),

@@ -4,6 +4,7 @@
 
 pub mod checkout;
 pub mod devnet;
+pub mod release;
 pub mod vm;
 
 use std::path::{Path, PathBuf};

@@ -23,11 +23,12 @@ pub struct BootedVm {
 impl BootedVm {
     /// Boots `image` under a fresh name and run directory; waits for `ready`.
     pub fn boot(image: &Path, name: &str) -> BootedVm {
-        Self::boot_with(image, name, &[])
+        Self::boot_with(&["--image", &image.display().to_string()], name)
     }
 
-    /// [`BootedVm::boot`] with more `cocoon-host boot` arguments.
-    pub fn boot_with(image: &Path, name: &str, extra: &[&str]) -> BootedVm {
+    /// Boots what `source` names (`--image DIR`, or `--release DIR
+    /// --pubkey KEY`) under a fresh name and run directory; waits for `ready`.
+    pub fn boot_with(source: &[&str], name: &str) -> BootedVm {
         let tmp = tempfile::tempdir().unwrap();
         let run_dir = tmp.path().join("run");
         let mut child = Command::new(crate::host_bin())
@@ -44,9 +45,7 @@ impl BootedVm {
                 "--run-dir",
             ])
             .arg(&run_dir)
-            .arg("--image")
-            .arg(image)
-            .args(extra)
+            .args(source)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -124,10 +124,10 @@ pub fn manifest_release(path: &Path) -> Result<(Manifest, Release, Vec<Measureme
 }
 
 /// `cargo xtask verify --chain`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct VerifyArgs {
-    /// Compare the image's measurements with the registry on TON (the only
-    /// verify mode of this command so far).
+    /// Compare the image's measurements with the registry on TON (with
+    /// --release: the rebuilt release's).
     #[arg(long)]
     pub chain: bool,
     /// The image directory [default: target/cocoon/cpu].

@@ -19,8 +19,11 @@ mod model;
 mod progress;
 mod publish;
 mod registry;
+mod release;
 mod setup;
+mod sign;
 mod test;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -68,14 +71,26 @@ enum Command {
     Publish(publish::Args),
     /// Administer the registry contract: deploy, roles, revocations, info.
     Registry(registry::Args),
-    /// Check a built image: --chain compares its measurements with the
-    /// registry on TON (allowed? published by whom? endorsed how often?).
-    Verify(chain::VerifyArgs),
+    /// Build every profile from a clean commit and write a signed release bundle.
+    ///
+    /// Writes DIR/cocoon-VERSION/ (the artifacts and manifest of each
+    /// profile, SHA256SUMS, SHA256SUMS.minisig, SLSA provenance) and the
+    /// deterministic DIR/cocoon-VERSION.tar. See docs/release.md.
+    Release(release::Args),
+    /// Check a release or an image: --release DIR rebuilds the release from
+    /// its recorded commit and compares every byte and measurement; --chain
+    /// compares the measurements with the registry on TON (after the
+    /// rebuild, when both are given).
+    ///
+    /// Exit status: 0 all match, 1 something differs (or is not allowed on
+    /// chain), 2 the check could not be made (bad signature, tampered
+    /// bundle, missing commit, failed build).
+    Verify(verify::CommandArgs),
 }
 
 fn main() -> std::process::ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("xtask: error: {e:#}");
             std::process::ExitCode::FAILURE
@@ -83,7 +98,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<std::process::ExitCode> {
     let sh = xshell::Shell::new()?;
     let root = env::workspace_root()?;
     sh.change_dir(&root);
@@ -99,8 +114,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Test(args) => test::run(&sh, &root, &args),
         Command::Publish(args) => publish::run(&args),
         Command::Registry(args) => registry::run(&args),
-        Command::Verify(args) => chain::run_verify(&root, &args),
+        Command::Release(args) => release::run(&sh, &root, &args),
+        // Its own exit codes: 1 is a mismatch, 2 could not check.
+        Command::Verify(args) => return Ok(verify::run_command(&sh, &root, &args)),
     }
+    .map(|()| std::process::ExitCode::SUCCESS)
 }
 
 /// `target/cocoon/<profile>`, the default place of a built image.

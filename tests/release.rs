@@ -1,0 +1,340 @@
+//! The checks of a signed release, run by `reproducible.rs` on the release
+//! its first checkout made and verified from its second (the builds are
+//! the expensive part: they are made once, there).
+//!
+//! - the stock tools accept it: `minisign -V`, `sha256sum -c`, the in-toto
+//!   Python bindings on the provenance, `tar` on the tarball;
+//! - `cocoon-host boot --release` boots it;
+//! - every kind of tampering is refused by `boot --release` and `verify`,
+//!   naming the file; a signature by the stock CLI is accepted;
+//! - a release whose `/init` came from other source fails `verify` with a
+//!   mismatch naming `initrd.img` and the cpio entry.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use cocoon_tests::release::{
+    Key, bundle_files, copy_tree, host_boot_release, minisign_key, minisign_sign, rewrite_sums,
+    text, trusted_comment, xtask,
+};
+use cocoon_tests::vm::BootedVm;
+
+pub struct Release {
+    pub bundle: PathBuf,
+    pub tarball: PathBuf,
+    pub key: Key,
+    pub commit: String,
+}
+
+/// `cargo xtask verify` in the auditor's checkout; returns (exit code, stdout, stderr).
+pub fn verify(
+    auditor: &Path,
+    tmp: &Path,
+    bundle: &Path,
+    pubkey: &Path,
+) -> (Option<i32>, String, String) {
+    let out = xtask(
+        auditor,
+        &tmp.join("tmp-verify"),
+        "077",
+        &[
+            "verify",
+            "--release",
+            &bundle.display().to_string(),
+            "--pubkey",
+            &pubkey.display().to_string(),
+        ],
+        &[],
+    );
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+pub fn stock_tools_accept(r: &Release) {
+    let out = Command::new("minisign")
+        .arg("-Vm")
+        .arg(r.bundle.join("SHA256SUMS"))
+        .arg("-p")
+        .arg(&r.key.public)
+        .output()
+        .unwrap();
+    let said = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "minisign -V: {said}{}",
+        text(&out.stderr)
+    );
+    assert!(
+        said.contains(&format!(
+            "cocoon 0.0.0-test commit {} profiles cpu",
+            r.commit
+        )),
+        "the trusted comment names version and commit: {said}"
+    );
+
+    let out = Command::new("sha256sum")
+        .current_dir(&r.bundle)
+        .args(["--strict", "-c", "SHA256SUMS"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "sha256sum -c: {}", text(&out.stdout));
+
+    let out = Command::new(cocoon_tests::python_with_sev_snp_measure())
+        .arg(cocoon_tests::root().join("tests/tools/check_provenance.py"))
+        .arg(&r.bundle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "in-toto bindings: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    // The tarball holds exactly the folder, owned by 0:0, one timestamp.
+    let out = Command::new("tar")
+        .args(["--numeric-owner", "--full-time", "-tvf"])
+        .arg(&r.tarball)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listing = text(&out.stdout);
+    let times: std::collections::BTreeSet<&str> = listing
+        .lines()
+        .map(|l| {
+            assert!(l.contains(" 0/0 "), "owner is not 0/0: {l}");
+            l.split_whitespace().nth(4).unwrap()
+        })
+        .collect();
+    assert_eq!(times.len(), 1, "one timestamp for all entries: {listing}");
+    let names: Vec<String> = listing
+        .lines()
+        .filter(|l| l.starts_with('-'))
+        .map(|l| {
+            let path = l.split_whitespace().last().unwrap();
+            path.strip_prefix("cocoon-0.0.0-test/").unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        bundle_files(&r.bundle),
+        "the tarball holds the folder"
+    );
+}
+
+/// `boot --dev --release` boots the release and stops it cleanly.
+pub fn boots(r: &Release) {
+    let pubkey = r.key.public.display().to_string();
+    let mut vm = BootedVm::boot_with(
+        &[
+            "--release",
+            &r.bundle.display().to_string(),
+            "--pubkey",
+            &pubkey,
+        ],
+        "release",
+    );
+    let (status, _) = vm.get("/health", &vm.cert_sha256.clone()).unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        vm.events.iter().any(|e| e["event"] == "release"),
+        "the release check is reported: {:#?}",
+        vm.events
+    );
+    vm.signal(libc::SIGINT);
+    assert!(vm.wait(Duration::from_secs(90)).success());
+}
+
+/// One flipped byte in each file, an unsigned bundle, a signature by an
+/// untrusted key, an edited trusted comment, an added and a removed file:
+/// `boot --release` and `verify` refuse each, naming the file. Then the
+/// stock CLI's signature (by a key given with --pubkey) is accepted.
+pub fn tampering_is_refused(r: &Release, auditor: &Path, tmp: &Path) {
+    let stranger = minisign_key(tmp, "stranger", None);
+    let cli = minisign_key(tmp, "cli", None);
+    let comment = trusted_comment(&r.bundle);
+    type Tamper = Box<dyn Fn(&Path)>;
+    let mut cases: Vec<(String, Tamper, String)> = Vec::new();
+    for file in bundle_files(&r.bundle) {
+        let f = file.clone();
+        cases.push((
+            format!("a flipped byte in {file}"),
+            Box::new(move |b: &Path| cocoon_tests::flip_byte(&b.join(&f))),
+            // A changed SHA256SUMS breaks the signature over it.
+            if file == "SHA256SUMS" {
+                "SHA256SUMS.minisig".into()
+            } else {
+                file
+            },
+        ));
+    }
+    cases.push((
+        "no signature".into(),
+        Box::new(|b: &Path| std::fs::remove_file(b.join("SHA256SUMS.minisig")).unwrap()),
+        "SHA256SUMS.minisig".into(),
+    ));
+    let c = comment.clone();
+    cases.push((
+        "a signature by an untrusted key".into(),
+        Box::new(move |b: &Path| minisign_sign(b, &stranger, &c)),
+        "SHA256SUMS.minisig".into(),
+    ));
+    cases.push((
+        "an edited trusted comment".into(),
+        Box::new(|b: &Path| {
+            let p = b.join("SHA256SUMS.minisig");
+            let s = std::fs::read_to_string(&p).unwrap();
+            std::fs::write(&p, s.replace("cocoon 0.0.0-test ", "cocoon 9.9.9 ")).unwrap();
+        }),
+        "SHA256SUMS.minisig".into(),
+    ));
+    cases.push((
+        "an added file".into(),
+        Box::new(|b: &Path| std::fs::write(b.join("cpu/extra.ko"), b"x").unwrap()),
+        "cpu/extra.ko".into(),
+    ));
+    cases.push((
+        "a removed file".into(),
+        Box::new(|b: &Path| std::fs::remove_file(b.join("cpu/OVMF.fd")).unwrap()),
+        "cpu/OVMF.fd".into(),
+    ));
+    let pubkey = r.key.public.display().to_string();
+    for (i, (what, tamper, names)) in cases.iter().enumerate() {
+        let bundle = tmp.join(format!("tampered-{i}/cocoon-0.0.0-test"));
+        copy_tree(&r.bundle, &bundle);
+        tamper(&bundle);
+        let run = tmp.join(format!("tampered-{i}/run"));
+        let out = host_boot_release(
+            &bundle,
+            &run,
+            &["--dev", "--port", "0", "--pubkey", &pubkey],
+        );
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{what}: boot --release accepted it");
+        assert!(
+            err.contains(names) && err.contains("refusing to boot"),
+            "{what}: boot --release does not name {names}: {err}"
+        );
+        assert!(!run.join("serial.log").exists(), "{what}: QEMU ran");
+        let (code, _, err) = verify(auditor, tmp, &bundle, &r.key.public);
+        assert_eq!(
+            code,
+            Some(2),
+            "{what}: verify did not say it could not check: {err}"
+        );
+        assert!(
+            err.contains(names),
+            "{what}: verify does not name {names}: {err}"
+        );
+    }
+
+    // The stock CLI's signature, with a key trusted on the command line.
+    let bundle = tmp.join("cli-signed/cocoon-0.0.0-test");
+    copy_tree(&r.bundle, &bundle);
+    minisign_sign(&bundle, &cli, &comment);
+    let run = tmp.join("cli-signed/run");
+    let cli_pub = cli.public.display().to_string();
+    let out = host_boot_release(
+        &bundle,
+        &run,
+        &["--dev", "--print-qemu-args", "--pubkey", &cli_pub],
+    );
+    assert!(
+        out.status.success(),
+        "the CLI's signature: {}",
+        text(&out.stderr)
+    );
+    let out = host_boot_release(
+        &bundle,
+        &run,
+        &["--dev", "--print-qemu-args", "--pubkey", &pubkey],
+    );
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("not trusted") && err.contains("SHA256SUMS.minisig"),
+        "a key nobody trusts: {err}"
+    );
+}
+
+/// `/init` built from other source than the signed commit, in an
+/// otherwise well-formed bundle signed by the trusted key: `verify` finds
+/// it and names `initrd.img` and the cpio entry `init`.
+pub fn other_source_is_a_mismatch(r: &Release, releaser: &Path, auditor: &Path, tmp: &Path) {
+    // Change what /init prints, build that dirty tree (it records the same
+    // commit, dirty), and put its image into a copy of the release as if it
+    // were the commit's.
+    let main = releaser.join("guest/src/main.rs");
+    let original = std::fs::read_to_string(&main).unwrap();
+    let changed = original.replace("runs only as PID 1", "runs only as process 1");
+    assert_ne!(
+        original, changed,
+        "the guest's message moved: update this test"
+    );
+    std::fs::write(&main, changed).unwrap();
+    let other = tmp.join("other-source");
+    let out = xtask(
+        releaser,
+        &tmp.join("tmp-a"),
+        "022",
+        &["build", "--out", &other.display().to_string()],
+        &[],
+    );
+    std::fs::write(&main, original).unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let bundle = tmp.join("forged/cocoon-0.0.0-test");
+    copy_tree(&r.bundle, &bundle);
+    let old_initrd = sha256_hex(&bundle.join("cpu/initrd.img"));
+    let old_manifest = sha256_hex(&bundle.join("cpu/manifest.json"));
+    std::fs::copy(other.join("initrd.img"), bundle.join("cpu/initrd.img")).unwrap();
+    let manifest = std::fs::read_to_string(other.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"dirty\": true"));
+    std::fs::write(
+        bundle.join("cpu/manifest.json"),
+        manifest.replace("\"dirty\": true", "\"dirty\": false"),
+    )
+    .unwrap();
+    let prov = bundle.join("provenance.intoto.json");
+    let p = std::fs::read_to_string(&prov).unwrap();
+    std::fs::write(
+        &prov,
+        p.replace(&old_initrd, &sha256_hex(&bundle.join("cpu/initrd.img")))
+            .replace(
+                &old_manifest,
+                &sha256_hex(&bundle.join("cpu/manifest.json")),
+            ),
+    )
+    .unwrap();
+    rewrite_sums(&bundle);
+    minisign_sign(&bundle, &r.key, &trusted_comment(&r.bundle));
+
+    let (code, stdout, stderr) = verify(auditor, tmp, &bundle, &r.key.public);
+    assert_eq!(
+        code,
+        Some(1),
+        "verify must report a mismatch:\n{stdout}\n{stderr}"
+    );
+    let initrd_row = stdout
+        .lines()
+        .find(|l| l.starts_with("cpu/initrd.img "))
+        .unwrap_or_else(|| panic!("no initrd.img row:\n{stdout}"));
+    assert!(initrd_row.ends_with("MISMATCH"), "{stdout}");
+    assert!(
+        stdout.contains("cpu/initrd.img differs: first difference at byte")
+            && stdout.contains("cpio entry init (contents"),
+        "the mismatch names the offset and the cpio entry:\n{stdout}"
+    );
+    assert!(stdout.contains("diffoscope "), "{stdout}");
+    let vmlinuz_row = stdout
+        .lines()
+        .find(|l| l.starts_with("cpu/vmlinuz "))
+        .unwrap();
+    assert!(vmlinuz_row.ends_with("match"), "{stdout}");
+}
+
+fn sha256_hex(path: &Path) -> String {
+    cocoon_image::digest::Sha256::of_file(path)
+        .unwrap()
+        .0
+        .to_hex()
+}
