@@ -265,7 +265,7 @@ pub fn other_source_is_a_mismatch(r: &Release, releaser: &Path, auditor: &Path, 
     // were the commit's.
     let main = releaser.join("guest/src/main.rs");
     let original = std::fs::read_to_string(&main).unwrap();
-    let changed = original.replace("runs only as PID 1", "runs only as process 1");
+    let changed = original.replace("\"configuring the network\"", "\"setting up the network\"");
     assert_ne!(
         original, changed,
         "the guest's message moved: update this test"
