@@ -37,6 +37,41 @@ fn boots_answers_over_tls_and_stops_via_the_stop_command() {
     let err = vm.get("/health", &"0".repeat(64)).unwrap_err();
     assert!(err.contains("not the pinned"), "{err}");
 
+    // Attestation: the dev guest has no SEV-SNP and says so. `attest`
+    // refuses it by default and accepts it only when told to, saying so.
+    let attest = |extra: &[&str]| {
+        std::process::Command::new(host_bin())
+            .args([
+                "attest",
+                &format!("https://127.0.0.1:{}", vm.port),
+                "--offline",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let refused = attest(&[]);
+    let text = String::from_utf8_lossy(&refused.stdout).to_string()
+        + &String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{text}");
+    assert!(text.contains("without SEV-SNP"), "{text}");
+    let allowed = attest(&["--allow-unattested", "--json"]);
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    let verdict: serde_json::Value = serde_json::from_slice(&allowed.stdout).unwrap();
+    assert_eq!(verdict["accepted"], true);
+    assert_eq!(verdict["attestation"]["verdict"]["platform"], "unattested");
+    assert!(
+        verdict["attestation"]["verdict"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("/dev/sev-guest"),
+        "{verdict}"
+    );
+
     // A second VM under the same name is refused before anything starts.
     let second = host_boot(image(), &vm.run_dir, &vm.name, &["--dev", "--port", "0"]);
     assert!(!second.status.success());

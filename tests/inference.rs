@@ -335,6 +335,54 @@ fn streams_end_with_done_and_a_client_that_leaves_stops_its_generation() {
 }
 
 #[test]
+fn an_unattested_server_says_so_and_attest_refuses_it_by_default() {
+    let server = HostServer::start(&[]);
+    // The session endpoint: a nonce is required, and the answer is an
+    // explicit "none", never a made-up report.
+    let (status, body) = server.call("GET", "/v1/attestation", None);
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = server.call("GET", "/v1/attestation?nonce=xyz", None);
+    assert_eq!(status, 400);
+    let nonce = "ab".repeat(32);
+    let (status, body) = server.call("GET", &format!("/v1/attestation?nonce={nonce}"), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["platform"], "none");
+    assert!(
+        body["reason"].as_str().unwrap().contains("host mode"),
+        "{body}"
+    );
+
+    let attest = |extra: &[&str]| {
+        Command::new(cocoon_tests::host_bin())
+            .args(["attest", &format!("127.0.0.1:{}", server.port), "--offline"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let refused = attest(&[]);
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    assert!(!refused.status.success());
+    assert!(
+        stdout.contains("REFUSED") && stdout.contains("host mode"),
+        "{stdout}"
+    );
+    let allowed = attest(&["--allow-unattested"]);
+    let stdout = String::from_utf8_lossy(&allowed.stdout);
+    assert!(allowed.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("UNATTESTED") && stdout.contains("nothing about this server"),
+        "{stdout}"
+    );
+    let json = attest(&["--json"]);
+    let v: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["accepted"], false);
+    assert!(
+        v["error"].as_str().unwrap().contains("without SEV-SNP"),
+        "{v}"
+    );
+}
+
+#[test]
 fn a_dev_boot_serves_the_openai_client_the_host_engines_answer() {
     require_qemu();
     let image = model_image();

@@ -239,7 +239,8 @@ fn serve(args: &Args) -> Result<()> {
         max_active: args.num("max-active", DEFAULT_LIMITS.max_active)?,
         max_queued: args.num("max-queued", DEFAULT_LIMITS.max_queued)?,
     };
-    let identity = crate::tls::Identity::generate()?;
+    let attester = std::sync::Arc::new(crate::attest::Attester::host_mode());
+    let identity = crate::tls::Identity::generate(&attester)?;
     if let Some(out) = args.get("cert-out") {
         std::fs::write(out, &identity.cert_pem).with_context(|| format!("writing {out}"))?;
     }
@@ -247,7 +248,7 @@ fn serve(args: &Args) -> Result<()> {
         "model",
         &[("id", model.header.name.clone().into()), ("load", info)],
     );
-    let state = AppState::new(Some(model), limits);
+    let state = AppState::new(Some(model), limits, attester);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -8,6 +8,7 @@
 
 mod acpi;
 mod api;
+mod attest;
 mod cli;
 mod console;
 mod cpu;
@@ -55,6 +56,22 @@ fn boot() -> Result<()> {
     mounts::mount_early().context("mounting /proc, /sys and /dev")?;
     let loaded = modules::load_all().context("loading kernel modules")?;
     console::event("modules", &[("count", loaded.into())]);
+    mounts::mount_configfs().context("mounting configfs")?;
+    let attester = std::sync::Arc::new(attest::Attester::detect());
+    console::event(
+        "attestation",
+        &[
+            ("interface", attester.interface().into()),
+            (
+                "unattested",
+                attester
+                    .unattested_reason()
+                    .unwrap_or("")
+                    .to_string()
+                    .into(),
+            ),
+        ],
+    );
     shutdown::disable_ctrl_alt_del();
 
     let lease = net::bring_up().context("configuring the network")?;
@@ -73,7 +90,7 @@ fn boot() -> Result<()> {
     // Before the async runtime: loading is CPU-bound and a failure here is
     // fatal (the VM powers off saying why, and serves nothing).
     let model = model_disk::load().context("the model")?;
-    let state = api::AppState::new(model, cli::DEFAULT_LIMITS);
+    let state = api::AppState::new(model, cli::DEFAULT_LIMITS, attester.clone());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -84,7 +101,7 @@ fn boot() -> Result<()> {
         shutdown::spawn_reaper()?;
         net::spawn_lease_keeper(lease);
         let stop = shutdown::listen().context("listening for shutdown requests")?;
-        let identity = tls::Identity::generate().context("creating the TLS key")?;
+        let identity = tls::Identity::generate(&attester).context("creating the TLS key")?;
         let addr = std::net::SocketAddr::from(([0, 0, 0, 0], HTTPS_PORT));
         server::serve(addr, identity, api::router(state), stop).await
     })

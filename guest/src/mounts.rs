@@ -39,6 +39,22 @@ pub fn mount_early() -> Result<()> {
     Ok(())
 }
 
+/// configfs, where configfs-tsm makes attestation reports. Its mount point
+/// exists only once the configfs module is loaded; without it there is
+/// nothing to mount (and no configfs-tsm).
+pub fn mount_configfs() -> Result<()> {
+    const TARGET: &str = "/sys/kernel/config";
+    if std::path::Path::new(TARGET).is_dir() {
+        mount(
+            "configfs",
+            TARGET,
+            "configfs",
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        )?;
+    }
+    Ok(())
+}
+
 fn mount(source: &str, target: &str, fstype: &str, flags: libc::c_ulong) -> io::Result<()> {
     let c = |s: &str| CString::new(s).expect("static strings have no NUL");
     let (source, target, fstype) = (c(source), c(target), c(fstype));

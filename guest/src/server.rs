@@ -69,6 +69,16 @@ pub async fn serve(
                     let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await else {
                         return;
                     };
+                    // This connection's exporter value: what a session
+                    // report binds (see api::attestation).
+                    let Ok(exporter) = tls.get_ref().1.export_keying_material(
+                        [0u8; cocoon_evidence::EXPORTER_LEN],
+                        cocoon_evidence::EXPORTER_LABEL,
+                        None,
+                    ) else {
+                        return;
+                    };
+                    let app = app.layer(axum::Extension(crate::api::SessionExporter(exporter)));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(HEADER_TIMEOUT)

@@ -2,7 +2,9 @@
 //!
 //! The private key never touches a disk and never leaves this process. The
 //! certificate is self-signed; clients do not trust it by a CA but by what
-//! is bound to it (the attestation report, once SNP is on).
+//! is bound to it: an extension carrying an SEV-SNP report whose
+//! `report_data` is a hash of this very key (or, without SNP, the guest's
+//! plain statement that it has none). See `docs/attestation.md`.
 
 use std::sync::Arc;
 
@@ -10,6 +12,8 @@ use anyhow::{Context, Result};
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
+
+use crate::attest::Attester;
 
 pub struct Identity {
     pub server_config: Arc<ServerConfig>,
@@ -20,7 +24,7 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn generate() -> Result<Self> {
+    pub fn generate(attester: &Attester) -> Result<Self> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .context("generating a P-256 key")?;
         let mut params = rcgen::CertificateParams::new(vec!["cocoon.local".to_string()])
@@ -28,6 +32,17 @@ impl Identity {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "cocoon guest");
+        let evidence = attester
+            .evidence(&rcgen::PublicKeyData::subject_public_key_info(&key))
+            .context("an attestation report for the TLS key")?;
+        // Not critical: ordinary TLS clients (curl, Python) that pin the
+        // certificate must still accept it; attesting clients read it.
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::from_oid_content(
+                cocoon_evidence::EXTENSION_OID,
+                evidence.to_der(),
+            ));
         let cert = params
             .self_signed(&key)
             .context("self-signing the certificate")?;

@@ -2,10 +2,11 @@
 //!
 //! `boot --dev` boots an image without SEV (KVM when the machine really has
 //! it, TCG otherwise): the development and test path. `stop` asks a running
-//! VM to power off. The SEV-SNP boot, `preflight` and `attest` come with the
-//! SNP launch work.
+//! VM to power off. `boot` without `--dev` launches under SEV-SNP;
+//! `preflight` checks a host for it; `attest` verifies a running guest.
 
 mod accel;
+mod attest;
 mod boot;
 mod preflight;
 mod qemu;
@@ -46,6 +47,13 @@ enum Command {
     Stop(stop::Args),
     /// Check that this host can boot cocoon under SEV-SNP (with a GPU), and say what to fix.
     Preflight(preflight::Args),
+    /// Verify that a guest is the measured image on genuine AMD SEV-SNP, in this TLS session.
+    ///
+    /// Checks the report in the guest's certificate (AMD's chain, the
+    /// signature, debug and migration off, VMPL 0, minimum TCB, an allowed
+    /// measurement, the TLS key binding), then a fresh report over a nonce
+    /// and this connection's exporter. Exit 0 only if all of it holds.
+    Attest(attest::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +62,7 @@ fn main() -> ExitCode {
         Command::Boot(args) => boot::run(&args),
         Command::Stop(args) => stop::run(&args),
         Command::Preflight(args) => preflight::run(&args),
+        Command::Attest(args) => attest::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

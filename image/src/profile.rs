@@ -35,8 +35,10 @@ pub const CPU: Profile = Profile {
     kernel_input: "kernel",
     firmware_input: "firmware",
     // virtio_net: the one network interface. button: the ACPI power button,
-    // so that the host's QMP `system_powerdown` reaches /init.
-    modules: &["virtio_net", "virtio_blk", "button"],
+    // so that the host's QMP `system_powerdown` reaches /init. sev-guest
+    // (with tsm): attestation reports under SEV-SNP; without SNP it finds
+    // no device and the guest goes on unattested.
+    modules: &["virtio_net", "virtio_blk", "button", "sev-guest"],
     // quiet: serial output is slow under emulation; warnings still print.
     // panic=-1: a kernel panic stops the VM at once instead of hanging.
     cmdline: "console=ttyS0 quiet panic=-1",

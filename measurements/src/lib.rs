@@ -9,8 +9,9 @@
 //! - [`registry`]: the measurement registry contract on TON: its message
 //!   layouts, wallet signing and a TON HTTP API client.
 //!
-//! Attestation-report verification comes next and plugs in beside these.
+//! - [`attest`]: SEV-SNP attestation of a guest's TLS key and session.
 
+pub mod attest;
 pub mod client;
 pub mod pinned;
 pub mod registry;

@@ -6,6 +6,7 @@
 //! responses; the engine itself (and its fairness) is in `cocoon-engine`.
 //! Nothing here logs a prompt or a completion.
 
+mod attestation;
 mod error;
 mod metrics;
 mod request;
@@ -19,6 +20,8 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use cocoon_engine::model::Model;
 use cocoon_engine::scheduler::{Limits, Scheduler};
+
+use crate::attest::Attester;
 
 pub use error::ApiError;
 
@@ -60,12 +63,17 @@ impl Counters {
 pub struct AppState {
     pub served: Option<Served>,
     pub counters: Counters,
+    pub attester: Arc<Attester>,
 }
+
+/// The TLS exporter value of the connection a request came on.
+#[derive(Clone, Copy)]
+pub struct SessionExporter(pub [u8; cocoon_evidence::EXPORTER_LEN]);
 
 pub type Shared = Arc<AppState>;
 
 impl AppState {
-    pub fn new(model: Option<Arc<Model>>, limits: Limits) -> Shared {
+    pub fn new(model: Option<Arc<Model>>, limits: Limits, attester: Arc<Attester>) -> Shared {
         let served = model.map(|model| Served {
             scheduler: Scheduler::start(model.clone(), limits),
             model,
@@ -77,6 +85,7 @@ impl AppState {
         Arc::new(AppState {
             served,
             counters: Counters::default(),
+            attester,
         })
     }
 
@@ -90,6 +99,7 @@ pub fn router(state: Shared) -> Router {
         .route("/health", get(respond::health))
         .route("/metrics", get(metrics::metrics))
         .route("/v1/models", get(respond::models))
+        .route("/v1/attestation", get(attestation::attestation))
         .route("/v1/chat/completions", post(respond::chat))
         .route("/v1/completions", post(respond::completions))
         .fallback(|State(s): State<Shared>| async move {

@@ -1,0 +1,26 @@
+//! Remote attestation of a cocoon guest: is this TLS peer the measured
+//! image, on a genuine AMD SEV-SNP machine, in this very session?
+//!
+//! - [`report`]: the raw report and AMD's signature over it;
+//! - [`amd`]: the ARK → ASK → VCEK chain and the VCEK's claims;
+//! - [`vcek`]: where VCEKs come from (certificate, cache, bundle, KDS);
+//! - [`policy`]: debug, migration agent, VMPL, minimum TCB, measurements;
+//! - [`verify`]: the verifier that runs them in order, to a verdict;
+//! - [`tls`]: a `rustls` certificate verifier, and the session check.
+//!
+//! `docs/attestation.md` has the protocol and what it does not cover.
+
+pub mod amd;
+pub mod error;
+pub mod policy;
+pub mod report;
+pub mod tls;
+pub mod vcek;
+pub mod verify;
+
+pub use amd::{Product, Root, Roots, Tcb};
+pub use error::AttestError;
+pub use policy::{MinTcb, Policy};
+pub use tls::{Attestation, AttestingVerifier, attest};
+pub use vcek::VcekStore;
+pub use verify::{Attested, Verdict, Verifier};
