@@ -7,11 +7,12 @@
 //! then the output says it is unattested.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use cocoon_measurements::attest::{
-    Attestation, MinTcb, Policy, VcekStore, Verdict, Verifier, attest,
+    Allowlist, Attestation, MinTcb, Policy, RegistryAllowlist, VcekStore, Verdict, Verifier, attest,
 };
 
 #[derive(clap::Args, Debug)]
@@ -25,6 +26,19 @@ pub struct Args {
     /// An allowed launch measurement (96 hex digits); repeatable.
     #[arg(long = "measurement", value_name = "HEX")]
     measurements: Vec<String>,
+    /// Also allow what the measurement registry on TON allows (published,
+    /// not revoked): the contract's address.
+    #[arg(long, env = "COCOON_REGISTRY")]
+    registry: Option<String>,
+    /// With --registry: testnet, mainnet, or a TON HTTP API v2 URL.
+    #[arg(long, env = "COCOON_TON_NETWORK", default_value = "testnet")]
+    network: String,
+    /// With --registry: the API key (X-API-Key).
+    #[arg(long, env = "COCOON_TON_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// With --registry: require at least K endorsements by current auditors.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    min_endorsements: u32,
     /// Minimum TCB, e.g. `bootloader=3,tee=0,snp=8,microcode=115`.
     #[arg(long, default_value = "")]
     min_tcb: String,
@@ -71,8 +85,22 @@ pub fn run(args: &Args) -> Result<()> {
     for m in &args.measurements {
         measurements.push(parse_measurement(m)?);
     }
+    let allowlist = match &args.registry {
+        None => None,
+        Some(address) => {
+            use cocoon_measurements::registry;
+            let network = registry::api::Network::parse(&args.network)?;
+            let list: Arc<dyn Allowlist> = Arc::new(RegistryAllowlist {
+                api: registry::api::TonApi::new(&network, args.api_key.clone()),
+                address: registry::parse_address(address)?,
+                min_endorsements: args.min_endorsements,
+            });
+            Some(list)
+        }
+    };
     let policy = Policy {
         measurements,
+        allowlist,
         min_tcb: MinTcb::parse(&args.min_tcb).map_err(|e| anyhow::anyhow!("--min-tcb: {e}"))?,
     };
     let mut verifier = Verifier::amd(policy).context("loading AMD's roots")?;

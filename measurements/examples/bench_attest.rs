@@ -112,6 +112,7 @@ fn main() {
         policy: Policy {
             measurements: vec![report[0x90..0xc0].try_into().unwrap()],
             min_tcb: MinTcb::default(),
+            allowlist: None,
         },
         allow_unattested: false,
     };

@@ -16,7 +16,8 @@ use cocoon_evidence::{
     EXPORTER_LABEL, EXTENSION_OID, Evidence, key_report_data, session_report_data,
 };
 use cocoon_measurements::attest::{
-    AttestError, MinTcb, Policy, Product, Root, Roots, VcekStore, Verdict, Verifier, attest,
+    Allowlist, AttestError, MinTcb, Policy, Product, Root, Roots, VcekStore, Verdict, Verifier,
+    attest,
 };
 use sev::certs::snp::Certificate;
 
@@ -40,6 +41,7 @@ fn amd_verifier(bundle: &Path) -> Verifier {
         policy: Policy {
             measurements: vec![measurement_of(&real_report())],
             min_tcb: MinTcb::default(),
+            allowlist: None,
         },
         allow_unattested: false,
     }
@@ -359,6 +361,39 @@ fn tamper_matrix_each_case_has_its_own_error() {
     assert!(matches!(
         check(b"garbage".to_vec(), &v),
         AttestError::Certificate(_)
+    ));
+}
+
+/// An allowlist that answers from a fixed set, or fails like a registry
+/// that cannot be reached.
+#[derive(Debug)]
+struct Fixed(Result<Vec<[u8; 48]>, String>);
+
+impl Allowlist for Fixed {
+    fn allows(&self, m: &[u8; 48]) -> Result<bool, String> {
+        self.0.clone().map(|set| set.contains(m))
+    }
+}
+
+#[test]
+fn a_live_allowlist_is_asked_and_its_failure_refuses() {
+    let with = |list: Fixed| {
+        let mut v = test_verifier();
+        v.policy.measurements.clear();
+        v.policy.allowlist = Some(std::sync::Arc::new(list));
+        v.verify_certificate(&bound_cert(|_| {}))
+    };
+    assert!(matches!(
+        with(Fixed(Ok(vec![MEASUREMENT]))),
+        Ok(Verdict::SevSnp(_))
+    ));
+    assert!(matches!(
+        with(Fixed(Ok(vec![]))),
+        Err(AttestError::Measurement(_))
+    ));
+    assert!(matches!(
+        with(Fixed(Err("no network".into()))),
+        Err(AttestError::Allowlist(e)) if e == "no network"
     ));
 }
 

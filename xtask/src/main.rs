@@ -4,6 +4,7 @@
 //! this crate wires it to a command line and to the tools it runs.
 
 mod bench;
+mod bench_attest;
 mod bench_inference;
 mod build;
 mod chain;
@@ -49,6 +50,8 @@ enum Command {
     Bench(bench::Args),
     /// Time our engine against llama.cpp on the same GGUF and threads (for BENCHMARKS.md).
     BenchInference(bench_inference::Args),
+    /// Time attestation: report and certificate verification, TLS handshakes.
+    BenchAttest,
     /// Build the image, boot it without SEV and show it answering, then stop it.
     ///
     /// As root, installs the system packages it needs first; otherwise it
@@ -105,6 +108,7 @@ fn run(cli: Cli) -> Result<std::process::ExitCode> {
     match cli.command {
         Command::Bench(args) => bench::run(&sh, &root, &args),
         Command::BenchInference(args) => bench_inference::run(&sh, &root, &args),
+        Command::BenchAttest => bench_attest::run(&sh, &root),
         Command::Build(args) => build::run(&sh, &root, &args).map(|_| ()),
         Command::Demo(args) => demo::run(&sh, &root, &args),
         Command::Measure(args) => measure::run(&sh, &root, &args),

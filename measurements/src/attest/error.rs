@@ -58,6 +58,8 @@ pub enum AttestError {
     },
     #[error("launch measurement {0} is not one the verifier allows")]
     Measurement(String),
+    #[error("could not ask the allowlist about this measurement: {0}")]
+    Allowlist(String),
     #[error("the verifier has no allowed measurements: refusing everything")]
     NoAllowedMeasurements,
     #[error("the report's report_data does not bind this certificate's key")]

@@ -8,14 +8,24 @@ use super::report::Report;
 const POLICY_MIGRATE_MA: u64 = 1 << 18;
 const POLICY_DEBUG: u64 = 1 << 19;
 
+/// A live source of allowed measurements: the TON registry
+/// ([`crate::attest::RegistryAllowlist`]), or anything else a deployment
+/// trusts. An error is a refusal, never a pass.
+pub trait Allowlist: Send + Sync + std::fmt::Debug {
+    fn allows(&self, measurement: &[u8; 48]) -> Result<bool, String>;
+}
+
 /// The acceptance policy. Debug and migration agents are always refused:
 /// either lets the host read or move the guest's memory, and no option
 /// turns that off.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    /// Launch measurements (48 bytes each) that may serve: from a manifest,
-    /// or from the TON registry. Empty refuses everything.
+    /// Launch measurements (48 bytes each) that may serve, e.g. from a
+    /// manifest.
     pub measurements: Vec<[u8; 48]>,
+    /// Asked for a measurement the list lacks. With neither a list nor an
+    /// allowlist, everything is refused.
+    pub allowlist: Option<std::sync::Arc<dyn Allowlist>>,
     /// The lowest acceptable reported TCB, component by component (AMD
     /// raises SPLs with security fixes).
     pub min_tcb: MinTcb,
@@ -90,13 +100,18 @@ impl Policy {
                 });
             }
         }
-        if self.measurements.is_empty() {
-            return Err(AttestError::NoAllowedMeasurements);
+        if self.measurements.contains(&f.measurement) {
+            return Ok(());
         }
-        if !self.measurements.contains(&f.measurement) {
-            return Err(AttestError::Measurement(hex::encode(f.measurement)));
+        match &self.allowlist {
+            None if self.measurements.is_empty() => Err(AttestError::NoAllowedMeasurements),
+            None => Err(AttestError::Measurement(hex::encode(f.measurement))),
+            Some(list) => match list.allows(&f.measurement) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(AttestError::Measurement(hex::encode(f.measurement))),
+                Err(e) => Err(AttestError::Allowlist(e)),
+            },
         }
-        Ok(())
     }
 }
 

@@ -54,6 +54,7 @@ pub fn test_verifier() -> Verifier {
         policy: Policy {
             measurements: vec![MEASUREMENT],
             min_tcb: MinTcb::default(),
+            allowlist: None,
         },
         allow_unattested: false,
     }
