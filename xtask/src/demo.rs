@@ -61,6 +61,7 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
         );
         ready |= event["event"] == "ready";
         if event["event"] == "ready" {
+            attest(&host, args.port)?;
             ask(args.port, event["cert_sha256"].as_str().unwrap_or_default())?;
         }
         // `hint` is the last thing `boot` prints once the guest is up.
@@ -87,6 +88,24 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
         bail!("cocoon-host exited with {status}");
     }
     println!("demo: built, booted, answered a chat completion over TLS and stopped cleanly");
+    Ok(())
+}
+
+/// What a client checks first: the dev guest has no SEV-SNP and says so;
+/// `attest` accepts it only because it is told to, and prints that.
+fn attest(host: &Path, port: u16) -> Result<()> {
+    println!("demo: cocoon-host attest (a dev boot has no SEV-SNP: expect UNATTESTED)");
+    let status = Command::new(host)
+        .args([
+            "attest",
+            &format!("https://127.0.0.1:{port}"),
+            "--offline",
+            "--allow-unattested",
+        ])
+        .status()?;
+    if !status.success() {
+        bail!("cocoon-host attest failed on the dev guest");
+    }
     Ok(())
 }
 
