@@ -16,6 +16,7 @@ mod rundir;
 mod serial;
 mod stop;
 mod supervise;
+mod verify_gpu;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,13 @@ enum Command {
     Stop(stop::Args),
     /// Check that this host can boot cocoon under SEV-SNP (with a GPU), and say what to fix.
     Preflight(preflight::Args),
+    /// Verify a captured NVIDIA H100 attestation report and certificate chain offline.
+    ///
+    /// Checks the chain up to the pinned NVIDIA Device Identity CA, the
+    /// report's signature, the nonce and the minimum driver version; the
+    /// measurement blocks only with --reference (without it the output says
+    /// they were not compared). Exit 0 only if everything checked holds.
+    VerifyGpuEvidence(verify_gpu::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +62,7 @@ fn main() -> ExitCode {
         Command::Boot(args) => boot::run(&args),
         Command::Stop(args) => stop::run(&args),
         Command::Preflight(args) => preflight::run(&args),
+        Command::VerifyGpuEvidence(args) => verify_gpu::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,9 +9,13 @@
 //! - [`registry`]: the measurement registry contract on TON: its message
 //!   layouts, wallet signing and a TON HTTP API client.
 //!
+//! - [`gpu`]: NVIDIA H100 attestation evidence (SPDM measurements, the
+//!   device certificate chain, reference values), verified offline.
+//!
 //! Attestation-report verification comes next and plugs in beside these.
 
 pub mod client;
+pub mod gpu;
 pub mod pinned;
 pub mod registry;
 pub mod snp;
