@@ -11,6 +11,7 @@ mod contract;
 mod demo;
 mod env;
 mod firmware;
+mod fuzz;
 mod guest;
 mod inputs;
 mod lock;
@@ -56,6 +57,8 @@ enum Command {
     Demo(demo::Args),
     /// Print the SEV-SNP launch measurement of a built image for one launch shape.
     Measure(measure::Args),
+    /// Run every fuzz target in fuzz/ (libFuzzer via cargo-fuzz) for a bounded time.
+    Fuzz(fuzz::Args),
     /// Write a model pack (a GGUF plus what serving it needs) and print its sha256.
     ModelPack(model::Args),
     /// Re-pin image/inputs.lock to what the mirror serves now.
@@ -107,6 +110,7 @@ fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::BenchInference(args) => bench_inference::run(&sh, &root, &args),
         Command::Build(args) => build::run(&sh, &root, &args).map(|_| ()),
         Command::Demo(args) => demo::run(&sh, &root, &args),
+        Command::Fuzz(args) => fuzz::run(&sh, &root, &args),
         Command::Measure(args) => measure::run(&sh, &root, &args),
         Command::ModelPack(args) => model::run(&sh, &root, &args),
         Command::Lock(args) => lock::run(&sh, &root, &args),
