@@ -99,8 +99,9 @@ impl Recorder {
         });
     }
 
-    /// A check that could not run because `after` failed: a failure of the
-    /// whole, recorded as not checked (its own error says why).
+    /// A check that could not run because an earlier one failed (`what`
+    /// says which): recorded as not checked; the earlier failure already
+    /// makes the verdict fail.
     fn skip(&mut self, name: CheckName, what: &'static str) {
         let error = VerifyError::Skipped(what);
         self.checks.push(Check {
