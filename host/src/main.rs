@@ -17,6 +17,7 @@ mod rundir;
 mod serial;
 mod stop;
 mod supervise;
+mod verify_gpu;
 
 use std::process::ExitCode;
 
@@ -54,6 +55,13 @@ enum Command {
     /// measurement, the TLS key binding), then a fresh report over a nonce
     /// and this connection's exporter. Exit 0 only if all of it holds.
     Attest(attest::Args),
+    /// Verify a captured NVIDIA H100 attestation report and certificate chain offline.
+    ///
+    /// Checks the chain up to the pinned NVIDIA Device Identity CA, the
+    /// report's signature, the nonce and the minimum driver version; the
+    /// measurement blocks only with --reference (without it the output says
+    /// they were not compared). Exit 0 only if everything checked holds.
+    VerifyGpuEvidence(verify_gpu::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +71,7 @@ fn main() -> ExitCode {
         Command::Stop(args) => stop::run(&args),
         Command::Preflight(args) => preflight::run(&args),
         Command::Attest(args) => attest::run(&args),
+        Command::VerifyGpuEvidence(args) => verify_gpu::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

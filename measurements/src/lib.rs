@@ -10,9 +10,12 @@
 //!   layouts, wallet signing and a TON HTTP API client.
 //!
 //! - [`attest`]: SEV-SNP attestation of a guest's TLS key and session.
+//! - [`gpu`]: NVIDIA H100 attestation evidence (SPDM measurements, the
+//!   device certificate chain, reference values), verified offline.
 
 pub mod attest;
 pub mod client;
+pub mod gpu;
 pub mod pinned;
 pub mod registry;
 pub mod snp;

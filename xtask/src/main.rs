@@ -12,6 +12,7 @@ mod contract;
 mod demo;
 mod env;
 mod firmware;
+mod fuzz;
 mod guest;
 mod inputs;
 mod lock;
@@ -59,6 +60,8 @@ enum Command {
     Demo(demo::Args),
     /// Print the SEV-SNP launch measurement of a built image for one launch shape.
     Measure(measure::Args),
+    /// Run every fuzz target in fuzz/ (libFuzzer via cargo-fuzz) for a bounded time.
+    Fuzz(fuzz::Args),
     /// Write a model pack (a GGUF plus what serving it needs) and print its sha256.
     ModelPack(model::Args),
     /// Re-pin image/inputs.lock to what the mirror serves now.
@@ -111,6 +114,7 @@ fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::BenchAttest => bench_attest::run(&sh, &root),
         Command::Build(args) => build::run(&sh, &root, &args).map(|_| ()),
         Command::Demo(args) => demo::run(&sh, &root, &args),
+        Command::Fuzz(args) => fuzz::run(&sh, &root, &args),
         Command::Measure(args) => measure::run(&sh, &root, &args),
         Command::ModelPack(args) => model::run(&sh, &root, &args),
         Command::Lock(args) => lock::run(&sh, &root, &args),

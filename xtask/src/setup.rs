@@ -225,6 +225,36 @@ pub fn actionlint(sh: &Shell, root: &Path) -> Option<std::path::PathBuf> {
         .filter(|p| p.is_file())
 }
 
+/// cargo-fuzz, pinned: `cargo xtask fuzz` (and `cargo xtask test`) run
+/// the fuzz targets with it. Installed from source into target/cocoon/tools
+/// (about a minute on two cores), not into the user's cargo home.
+pub const CARGO_FUZZ_VERSION: &str = "0.13.1";
+
+/// The pinned cargo-fuzz binary, installed once if missing or another version.
+pub fn ensure_cargo_fuzz(sh: &Shell, root: &Path) -> Result<std::path::PathBuf> {
+    let tools = root.join("target/cocoon/tools");
+    let bin = tools.join("bin/cargo-fuzz");
+    let version = cmd!(sh, "{bin} fuzz --version")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_default();
+    if version.split_whitespace().any(|w| w == CARGO_FUZZ_VERSION) {
+        return Ok(bin);
+    }
+    eprintln!(
+        "xtask: installing cargo-fuzz {CARGO_FUZZ_VERSION} into {}",
+        tools.display()
+    );
+    cmd!(
+        sh,
+        "cargo install --quiet --locked --root {tools} cargo-fuzz --version {CARGO_FUZZ_VERSION}"
+    )
+    .run()
+    .context("installing cargo-fuzz")?;
+    Ok(bin)
+}
+
 pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     let missing = missing(sh);
     if args.check {

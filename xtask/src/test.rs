@@ -13,6 +13,11 @@ pub struct Args {
     /// its result (about ten minutes on two cores). CI never skips them.
     #[arg(long)]
     quick: bool,
+    /// Seconds to fuzz each target in fuzz/ after the tests (CI: the
+    /// default, which keeps the fuzzing part, cargo-fuzz install and
+    /// instrumented build included, near three minutes on two cores).
+    #[arg(long, default_value_t = 20)]
+    fuzz_seconds: u64,
     /// Extra arguments for `cargo test` (a test name filter, ...).
     #[arg(last = true)]
     cargo_test_args: Vec<String>,
@@ -64,5 +69,8 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     cmd!(sh, "cargo test --workspace --locked -- {extra...}")
         .run()
         .context("tests failed")?;
+    // A short coverage-guided run of every parser that takes hostile input
+    // (the first build of the instrumented crates takes a few minutes).
+    crate::fuzz::fuzz(sh, root, &[], args.fuzz_seconds)?;
     Ok(())
 }
