@@ -108,6 +108,8 @@ pub struct Sequence {
     held: String,
     pub finished: Option<FinishReason>,
     ignore_end: bool,
+    /// The token the last step sampled (benchmarks compare them across devices).
+    pub last_token: Option<TokenId>,
 }
 
 impl std::fmt::Debug for Sequence {
@@ -152,6 +154,7 @@ impl Sequence {
             held: String::new(),
             finished: None,
             ignore_end: false,
+            last_token: None,
         })
     }
 
@@ -179,6 +182,7 @@ impl Sequence {
         self.pos += self.pending.len();
         let logits = logits.squeeze(0)?.to_dtype(DType::F32)?;
         let token = self.processor.sample(&logits)?;
+        self.last_token = Some(token);
         self.completion_tokens += 1;
         if !self.ignore_end && model.end_tokens.contains(&token) {
             return Ok(self.finish(FinishReason::Stop));

@@ -156,11 +156,32 @@ fn tokenizer_from(ct: &gguf_file::Content, header: &PackHeader) -> Result<Tokeni
     .map_err(|e| LoadError::Tokenizer(e.to_string()))
 }
 
+/// A device chosen by name: `cpu`, `cuda` (the first GPU, or an error
+/// saying why not) or `auto` ([`pick_device`]). Benchmarks run the same
+/// model on both to compare their tokens.
+pub fn device_named(name: &str) -> Result<(Device, String), String> {
+    match name {
+        "auto" => Ok(pick_device()),
+        "cpu" => Ok((Device::Cpu, "cpu".into())),
+        "cuda" => Device::new_cuda(0)
+            .map(|d| (d, "cuda:0".into()))
+            .map_err(|e| format!("CUDA device 0: {e}")),
+        other => Err(format!("device {other:?}: use cpu, cuda or auto")),
+    }
+}
+
 impl Model {
     /// Loads a pack that is already in memory and already verified.
     pub fn load(pack_bytes: &[u8]) -> Result<Model, LoadError> {
+        Model::load_on(pack_bytes, pick_device())
+    }
+
+    /// [`Model::load`] on a given device.
+    pub fn load_on(
+        pack_bytes: &[u8],
+        (device, device_name): (Device, String),
+    ) -> Result<Model, LoadError> {
         let pack = modelpack::parse(pack_bytes)?;
-        let (device, device_name) = pick_device();
         let mut reader = Cursor::new(pack.gguf);
         let ct =
             gguf_file::Content::read(&mut reader).map_err(|e| LoadError::Gguf(e.to_string()))?;

@@ -62,6 +62,8 @@ pub struct Metrics {
     /// Sum of times to first token, in microseconds, and their count.
     pub ttft_us: AtomicU64,
     pub ttft_count: AtomicU64,
+    /// The longest time to first token seen, in microseconds.
+    pub ttft_max_us: AtomicU64,
     pub busy_us: AtomicU64,
 }
 
@@ -185,8 +187,9 @@ fn run(model: Arc<Model>, rx: mpsc::Receiver<Job>, limits: Limits, m: &Metrics) 
                 Ok(step) => {
                     if r.first_token {
                         r.first_token = false;
-                        m.ttft_us
-                            .fetch_add(r.started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        let us = r.started.elapsed().as_micros() as u64;
+                        m.ttft_us.fetch_add(us, Ordering::Relaxed);
+                        m.ttft_max_us.fetch_max(us, Ordering::Relaxed);
                         m.ttft_count.fetch_add(1, Ordering::Relaxed);
                     }
                     if !step.text.is_empty() {

@@ -19,6 +19,7 @@
 //! | [`manifest`] | `manifest.json`: what a built image is made of |
 //! | [`gguf`] | the metadata of a GGUF model file |
 //! | [`modelpack`] | the model pack: a GGUF plus what serving it needs, one hash |
+//! | [`synth_gguf`] | synthetic-weight GGUFs of real model shapes, for benchmarks |
 
 pub mod apt;
 pub mod cache;
@@ -32,3 +33,4 @@ pub mod manifest;
 pub mod modelpack;
 pub mod newc;
 pub mod profile;
+pub mod synth_gguf;

@@ -44,6 +44,23 @@ pub struct Args {
     llama_bench: Option<PathBuf>,
 }
 
+/// The pinned llama-cpp-python sdist (llama.cpp's sources are in it), from
+/// the cache or fetched with pip and checked.
+pub fn llama_cpp_sdist(sh: &Shell) -> Result<PathBuf> {
+    let cache = Cache::open_default()?;
+    let want: Sha256 = LLAMA_CPP_SDIST_SHA256.parse().map_err(anyhow::Error::msg)?;
+    if let Some(p) = cache.get(&want, LLAMA_CPP_SDIST)? {
+        return Ok(p);
+    }
+    let dl = tempfile::tempdir()?;
+    let d = dl.path();
+    cmd!(sh, "python3 -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation --dest {d} {LLAMA_CPP_PYTHON}")
+        .run()
+        .or_else(|_| cmd!(sh, "python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python --dest {d} {LLAMA_CPP_PYTHON}").run())
+        .context("pip could not download the llama-cpp-python sdist")?;
+    Ok(cache.put_file(&d.join(LLAMA_CPP_SDIST), &want, LLAMA_CPP_SDIST)?)
+}
+
 /// `llama-bench`, built once into target/cocoon/llama.cpp.
 fn llama_bench(sh: &Shell, root: &Path) -> Result<PathBuf> {
     let dir = root.join("target/cocoon/llama.cpp");
@@ -51,20 +68,7 @@ fn llama_bench(sh: &Shell, root: &Path) -> Result<PathBuf> {
     if bin.is_file() {
         return Ok(bin);
     }
-    let cache = Cache::open_default()?;
-    let want: Sha256 = LLAMA_CPP_SDIST_SHA256.parse().map_err(anyhow::Error::msg)?;
-    let sdist = match cache.get(&want, LLAMA_CPP_SDIST)? {
-        Some(p) => p,
-        None => {
-            let dl = tempfile::tempdir()?;
-            let d = dl.path();
-            cmd!(sh, "python3 -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation --dest {d} {LLAMA_CPP_PYTHON}")
-                .run()
-                .or_else(|_| cmd!(sh, "python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python --dest {d} {LLAMA_CPP_PYTHON}").run())
-                .context("pip could not download the llama-cpp-python sdist")?;
-            cache.put_file(&d.join(LLAMA_CPP_SDIST), &want, LLAMA_CPP_SDIST)?
-        }
-    };
+    let sdist = llama_cpp_sdist(sh)?;
     let step = Step::start("building llama.cpp (llama-bench) from the llama-cpp-python sdist");
     let src = dir.join("src");
     std::fs::create_dir_all(&src)?;

@@ -13,6 +13,7 @@ mod demo;
 mod env;
 mod firmware;
 mod fuzz;
+mod gpu_bench;
 mod guest;
 mod inputs;
 mod lock;
@@ -49,6 +50,15 @@ enum Command {
     Build(build::Args),
     /// Measure build and boot figures (for BENCHMARKS.md).
     Bench(bench::Args),
+    /// Build the CUDA guest and pack what the GPU benchmark runs on a lent GPU machine.
+    ///
+    /// Fetches a CUDA 13.0 toolkit (PyPI wheels) and libcuda (Debian), each
+    /// pinned by sha256, builds `cocoon-guest --features cuda` and writes a
+    /// folder with it, llama.cpp's stripped sources and bench/gpu/'s
+    /// scripts. See BENCHMARKS.md "GPU (device)".
+    GpuBenchPrepare(gpu_bench::Args),
+    /// Write a synthetic-weight GGUF of a real model's shape (for benchmarks).
+    SynthGguf(SynthArgs),
     /// Time our engine against llama.cpp on the same GGUF and threads (for BENCHMARKS.md).
     BenchInference(bench_inference::Args),
     /// Time attestation: report and certificate verification, TLS handshakes.
@@ -112,6 +122,8 @@ fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Bench(args) => bench::run(&sh, &root, &args),
         Command::BenchInference(args) => bench_inference::run(&sh, &root, &args),
         Command::BenchAttest => bench_attest::run(&sh, &root),
+        Command::GpuBenchPrepare(args) => gpu_bench::run(&sh, &root, &args),
+        Command::SynthGguf(args) => synth_gguf(&args),
         Command::Build(args) => build::run(&sh, &root, &args).map(|_| ()),
         Command::Demo(args) => demo::run(&sh, &root, &args),
         Command::Fuzz(args) => fuzz::run(&sh, &root, &args),
@@ -127,6 +139,35 @@ fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Verify(args) => return Ok(verify::run_command(&sh, &root, &args)),
     }
     .map(|()| std::process::ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args, Debug)]
+struct SynthArgs {
+    /// One of cocoon_image::synth_gguf::SHAPES: smollm2-135m, llama-3.2-1b, llama-3.1-8b.
+    #[arg(long)]
+    shape: String,
+    #[arg(long, default_value = "q4_0")]
+    quant: String,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// `cargo xtask synth-gguf` (the guest binary has the same as `synth-gguf`,
+/// for machines without Rust).
+fn synth_gguf(args: &SynthArgs) -> Result<()> {
+    use cocoon_image::synth_gguf::{self, Quant};
+    let shape = synth_gguf::shape(&args.shape)
+        .ok_or_else(|| anyhow::anyhow!("no shape {:?}", args.shape))?;
+    let quant =
+        Quant::parse(&args.quant).ok_or_else(|| anyhow::anyhow!("--quant takes q4_0 or q8_0"))?;
+    let w = synth_gguf::write(shape, quant, &args.out)?;
+    let (sha, _) = cocoon_image::digest::Sha256::of_file(&args.out)?;
+    println!("{}  {}", sha.to_hex(), args.out.display());
+    eprintln!(
+        "xtask: {} bytes; a decode step reads {} bytes of weights",
+        w.bytes, w.decode_bytes_per_token
+    );
+    Ok(())
 }
 
 /// `target/cocoon/<profile>`, the default place of a built image.
