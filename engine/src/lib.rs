@@ -7,10 +7,12 @@
 //! | [`tokenizer`] | byte-level BPE from the GGUF's metadata |
 //! | [`template`] | the chat template, keeping user text apart from special tokens |
 //! | [`model`] | loading the weights (llama, qwen2, qwen3) on CPU or CUDA |
+//! | [`cpu`] | the engine's own CPU path: AVX2 kernels, thread team, forward pass |
 //! | [`repack`] | re-encoding weights candle has no SIMD kernel for |
 //! | [`generate`] | one generation: sampling, stop sequences, budgets |
 //! | [`scheduler`] | serving many requests fairly from one engine thread |
 
+pub mod cpu;
 pub mod generate;
 pub mod model;
 pub mod repack;

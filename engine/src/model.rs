@@ -33,6 +33,8 @@ pub enum LoadError {
 /// clone), so every request gets its own. candle's Qwen2 model cannot be
 /// cloned: it serves one sequence at a time.
 pub enum Weights {
+    /// The engine's own CPU path ([`crate::cpu`]).
+    Native(crate::cpu::Sequence),
     Llama(quantized_llama::ModelWeights),
     Qwen2(Box<quantized_qwen2::ModelWeights>),
     Qwen3(quantized_qwen3::ModelWeights),
@@ -41,6 +43,7 @@ pub enum Weights {
 impl std::fmt::Debug for Weights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Weights::Native(_) => "Weights::Native",
             Weights::Llama(_) => "Weights::Llama",
             Weights::Qwen2(_) => "Weights::Qwen2",
             Weights::Qwen3(_) => "Weights::Qwen3",
@@ -51,6 +54,12 @@ impl std::fmt::Debug for Weights {
 impl Weights {
     pub fn forward(&mut self, input: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
         match self {
+            Weights::Native(s) => {
+                let ids: Vec<u32> = input.flatten_all()?.to_vec1()?;
+                let logits = s.forward(&ids, pos).map_err(candle_core::Error::Msg)?;
+                let vocab = logits.len();
+                Tensor::from_vec(logits, (1, vocab), &Device::Cpu)
+            }
             Weights::Llama(m) => m.forward(input, pos),
             Weights::Qwen2(m) => m.forward(input, pos),
             Weights::Qwen3(m) => m.forward(input, pos),
@@ -58,6 +67,7 @@ impl Weights {
     }
     pub fn clear_kv_cache(&mut self) {
         match self {
+            Weights::Native(s) => s.clear(),
             Weights::Llama(m) => m.clear_kv_cache(),
             Weights::Qwen2(m) => m.clear_kv_cache(),
             Weights::Qwen3(m) => m.clear_kv_cache(),
@@ -67,6 +77,7 @@ impl Weights {
     /// architecture cannot share its weights.
     pub fn fork(&self) -> Option<Weights> {
         let mut w = match self {
+            Weights::Native(s) => Weights::Native(crate::cpu::Sequence::new(s.engine().clone())),
             Weights::Llama(m) => Weights::Llama(m.clone()),
             Weights::Qwen3(m) => Weights::Qwen3(m.clone()),
             Weights::Qwen2(_) => return None,
@@ -87,6 +98,9 @@ pub struct Model {
     pub end_tokens: Vec<TokenId>,
     pub device: Device,
     pub device_name: String,
+    /// Which implementation runs it, e.g. `native (avx2, 2 threads)` or
+    /// `candle`, with the reason when the native path did not take it.
+    pub engine: String,
     /// The loaded weights; sequences get forks of them (or, for Qwen2, the
     /// weights themselves while nobody else has them).
     weights: Mutex<Option<Weights>>,
@@ -170,6 +184,26 @@ pub fn device_named(name: &str) -> Result<(Device, String), String> {
     }
 }
 
+/// Which implementation runs a model on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuEngine {
+    /// The engine's own ([`crate::cpu`]) where it takes the model, else candle.
+    Native,
+    /// candle-transformers' models (kept to compare against, and for
+    /// architectures the native path does not take).
+    Candle,
+}
+
+impl CpuEngine {
+    pub fn named(name: &str) -> Result<CpuEngine, String> {
+        match name {
+            "native" => Ok(CpuEngine::Native),
+            "candle" => Ok(CpuEngine::Candle),
+            other => Err(format!("CPU engine {other:?}: use native or candle")),
+        }
+    }
+}
+
 impl Model {
     /// Loads a pack that is already in memory and already verified.
     pub fn load(pack_bytes: &[u8]) -> Result<Model, LoadError> {
@@ -177,9 +211,15 @@ impl Model {
     }
 
     /// [`Model::load`] on a given device.
-    pub fn load_on(
+    pub fn load_on(pack_bytes: &[u8], device: (Device, String)) -> Result<Model, LoadError> {
+        Model::load_with(pack_bytes, device, CpuEngine::Native)
+    }
+
+    /// [`Model::load_on`] with a choice of CPU implementation.
+    pub fn load_with(
         pack_bytes: &[u8],
         (device, device_name): (Device, String),
+        cpu_engine: CpuEngine,
     ) -> Result<Model, LoadError> {
         let pack = modelpack::parse(pack_bytes)?;
         let mut reader = Cursor::new(pack.gguf);
@@ -206,6 +246,34 @@ impl Model {
                 end_tokens.push(id);
             }
         }
+        let arch = pack.header.architecture.as_str();
+        let mut engine = String::from("candle");
+        if device.is_cpu() && cpu_engine == CpuEngine::Native {
+            match crate::cpu::weights::Weights::load(&ct, pack.gguf, arch) {
+                Ok(w) => {
+                    let threads = candle_core::utils::get_num_threads();
+                    let engine = std::sync::Arc::new(crate::cpu::Engine::new(w, threads));
+                    let name = format!(
+                        "native ({}, {} threads)",
+                        engine.kernels.name(),
+                        engine.pool.threads()
+                    );
+                    let seq = crate::cpu::Sequence::new(engine);
+                    return Ok(Model {
+                        engine: name,
+                        header: pack.header,
+                        tokenizer,
+                        template,
+                        end_tokens,
+                        device,
+                        device_name,
+                        weights: Mutex::new(Some(Weights::Native(seq))),
+                    });
+                }
+                // Not a model the native path takes: candle runs it.
+                Err(why) => engine = format!("candle (not the native path: {why})"),
+            }
+        }
         let gguf_err = |e: candle_core::Error| LoadError::Gguf(e.to_string());
         let repacked = match device {
             Device::Cpu => crate::repack::repack_for_cpu(&ct, pack.gguf).map_err(gguf_err)?,
@@ -218,7 +286,7 @@ impl Model {
             }
             None => (ct, reader),
         };
-        let weights = match pack.header.architecture.as_str() {
+        let weights = match arch {
             "llama" => Weights::Llama(
                 quantized_llama::ModelWeights::from_gguf(ct, &mut reader, &device)
                     .map_err(gguf_err)?,
@@ -240,6 +308,7 @@ impl Model {
             end_tokens,
             device,
             device_name,
+            engine,
             weights: Mutex::new(Some(weights)),
         })
     }

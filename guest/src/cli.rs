@@ -10,11 +10,13 @@
 //! cocoon-guest bench    --pack FILE [--prompt-tokens N] [--gen-tokens N] [--reps N] [--warmup N] [--probe-steps N]
 //!                       [--first-tokens N] [--concurrency 1,8,32] [--concurrent-gen-tokens N] [--concurrent-reps N]
 //!                       [--time-verify false]
-//! cocoon-guest synth-gguf --shape NAME [--quant q4_0|q8_0] --gguf FILE [--pack FILE]
+//! cocoon-guest synth-gguf --shape NAME [--quant q4_0|q4_1|q8_0] --gguf FILE [--pack FILE]
 //! ```
 //! `--threads N` (any command) sets the engine's thread count; `--device
 //! cpu|cuda|auto` (commands that load a pack) where it runs (default auto:
-//! CUDA if this build has it and a GPU answers).
+//! CUDA if this build has it and a GPU answers); `--cpu-engine
+//! native|candle` which implementation runs on the CPU (default native:
+//! the engine's own, see `cocoon_engine::cpu`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -91,14 +93,19 @@ fn load(args: &Args, timed: bool) -> Result<(Arc<Model>, serde_json::Value)> {
     if timed {
         drop(bytes);
         let t = Instant::now();
-        bytes = cocoon_engine::verify::read_verified(std::fs::File::open(path)?, size, &sha)?;
+        bytes = cocoon_engine::verify::read_verified(&std::fs::File::open(path)?, size, &sha)?;
         info["read_s"] = json!(read_s);
         info["read_verify_s"] = json!(t.elapsed().as_secs_f64());
     }
     let t = Instant::now();
-    let model = Model::load_on(&bytes, device).with_context(|| format!("loading {path}"))?;
+    let cpu_engine =
+        cocoon_engine::model::CpuEngine::named(args.get("cpu-engine").unwrap_or("native"))
+            .map_err(anyhow::Error::msg)?;
+    let model =
+        Model::load_with(&bytes, device, cpu_engine).with_context(|| format!("loading {path}"))?;
     info["parse_s"] = json!(t.elapsed().as_secs_f64());
     info["device"] = json!(model.device_name);
+    info["engine"] = json!(model.engine);
     Ok((Arc::new(model), info))
 }
 
@@ -449,7 +456,7 @@ fn synth_gguf(args: &Args) -> Result<()> {
         format!("no shape {name:?} (shapes: {})", names.join(", "))
     })?;
     let quant_name = args.get("quant").unwrap_or("q4_0");
-    let quant = Quant::parse(quant_name).context("--quant takes q4_0 or q8_0")?;
+    let quant = Quant::parse(quant_name).context("--quant takes q4_0, q4_1 or q8_0")?;
     let gguf = std::path::PathBuf::from(args.require("gguf")?);
     let t = Instant::now();
     let w = synth_gguf::write(shape, quant, &gguf)?;

@@ -80,7 +80,7 @@ pub fn load() -> Result<Option<Arc<Model>>> {
     let start = Instant::now();
     let file = std::fs::File::open(&dev).with_context(|| format!("opening {}", dev.display()))?;
     let size = block_size(&file).with_context(|| format!("sizing {}", dev.display()))?;
-    let bytes = cocoon_engine::verify::read_verified(file, size, &expected)
+    let bytes = cocoon_engine::verify::read_verified(&file, size, &expected)
         .with_context(|| format!("model disk {}", dev.display()))?;
     let verified = start.elapsed();
     let model = Model::load(&bytes).context("loading the verified model pack")?;

@@ -93,6 +93,8 @@ pub fn shape(name: &str) -> Option<&'static Shape> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quant {
     Q4_0,
+    /// Like Q4_0 with an offset per block (the demo model's encoding).
+    Q4_1,
     Q8_0,
 }
 
@@ -100,6 +102,7 @@ impl Quant {
     pub fn parse(s: &str) -> Option<Quant> {
         match s {
             "q4_0" => Some(Quant::Q4_0),
+            "q4_1" => Some(Quant::Q4_1),
             "q8_0" => Some(Quant::Q8_0),
             _ => None,
         }
@@ -108,6 +111,7 @@ impl Quant {
     fn ggml_type(self) -> u32 {
         match self {
             Quant::Q4_0 => 2,
+            Quant::Q4_1 => 3,
             Quant::Q8_0 => 8,
         }
     }
@@ -115,6 +119,7 @@ impl Quant {
     fn file_type(self) -> u32 {
         match self {
             Quant::Q4_0 => 2,
+            Quant::Q4_1 => 3,
             Quant::Q8_0 => 7,
         }
     }
@@ -122,6 +127,7 @@ impl Quant {
     fn block_bytes(self) -> u64 {
         match self {
             Quant::Q4_0 => 18,
+            Quant::Q4_1 => 20,
             Quant::Q8_0 => 34,
         }
     }
@@ -129,7 +135,7 @@ impl Quant {
     /// uniform -127..127): the scale is 1/(fan-in^0.5 * this).
     fn level_std(self) -> f32 {
         match self {
-            Quant::Q4_0 => 4.61,
+            Quant::Q4_0 | Quant::Q4_1 => 4.61,
             Quant::Q8_0 => 73.3,
         }
     }
@@ -459,7 +465,17 @@ fn write_matrix<W: Write>(
                 f16_bits(sign * factor * base)
             };
             row.extend_from_slice(&d.to_le_bytes());
-            let levels = (q.block_bytes() - 2) as usize;
+            let mut levels = (q.block_bytes() - 2) as usize;
+            if q == Quant::Q4_1 {
+                // The offset centres the levels 0..15 on zero.
+                let m = if r >= zero_from {
+                    0
+                } else {
+                    f16_bits(-7.5 * sign * factor * base)
+                };
+                row.extend_from_slice(&m.to_le_bytes());
+                levels -= 2;
+            }
             let mut left = levels;
             while left > 0 {
                 let word = rng.next().to_le_bytes();

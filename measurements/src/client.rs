@@ -64,15 +64,20 @@ pub fn request(
     head.push_str("\r\n");
     tls.write_all(head.as_bytes())
         .map_err(io("TLS handshake or request"))?;
-    tls.write_all(body.as_bytes())
-        .map_err(io("sending the body"))?;
+    // A server may answer before the body is all sent (413 for a body over
+    // its limit) and close: the write then fails, but the answer may
+    // already be here, and it is the answer that matters.
+    let sent = tls.write_all(body.as_bytes());
     let mut raw = Vec::new();
     // A peer that closes without close_notify after a complete response is
     // fine: the length is checked below.
-    match tls.read_to_end(&mut raw) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
-        Err(e) => return Err(io("reading the response")(e)),
+    let read = tls.read_to_end(&mut raw);
+    match (sent, read) {
+        (Err(e), _) if raw.is_empty() => return Err(io("sending the body")(e)),
+        (_, Ok(_)) => {}
+        (_, Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        (Err(_), Err(_)) if !raw.is_empty() => {}
+        (_, Err(e)) => return Err(io("reading the response")(e)),
     }
     parse_response(&raw)
 }

@@ -134,33 +134,46 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
         args.gen_tokens.to_string(),
         args.threads.to_string(),
     );
-    let (mut ours_pp, mut ours_tg, mut ours_ttft, mut theirs_pp, mut theirs_tg) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    // Ours twice: the engine's own CPU path (what the image serves with)
+    // and candle-transformers' (what it served with before), so the table
+    // shows what the native path bought.
+    let engines = ["native", "candle"];
+    let mut ours: Vec<Runs> = engines.iter().map(|_| Runs::default()).collect();
+    let (mut theirs_pp, mut theirs_tg) = (vec![], vec![]);
     let mut rss = 0u64;
     let mut load = Value::Null;
     for rep in 0..args.reps {
         eprintln!("xtask: run {}/{}", rep + 1, args.reps);
-        let ours = run_json(
-            Command::new(&guest)
-                .args(["bench", "--pack"])
-                .arg(&pack)
-                .args([
-                    "--prompt-tokens",
-                    &p,
-                    "--gen-tokens",
-                    &n,
-                    "--reps",
-                    "1",
-                    "--threads",
-                    &t,
-                ]),
-        )?;
-        let r = &ours["runs"][0];
-        ours_pp.push(r["prefill_tokens_per_s"].as_f64().unwrap_or(0.0));
-        ours_tg.push(r["decode_tokens_per_s"].as_f64().unwrap_or(0.0));
-        ours_ttft.push(r["time_to_first_token_s"].as_f64().unwrap_or(0.0));
-        rss = rss.max(ours["peak_rss_bytes"].as_u64().unwrap_or(0));
-        load = ours["load"].clone();
+        for (engine, runs) in engines.iter().zip(ours.iter_mut()) {
+            let out = run_json(
+                Command::new(&guest)
+                    .args(["bench", "--pack"])
+                    .arg(&pack)
+                    .args([
+                        "--prompt-tokens",
+                        &p,
+                        "--gen-tokens",
+                        &n,
+                        "--reps",
+                        "1",
+                        "--threads",
+                        &t,
+                        "--cpu-engine",
+                        engine,
+                    ]),
+            )?;
+            let r = &out["runs"][0];
+            runs.pp
+                .push(r["prefill_tokens_per_s"].as_f64().unwrap_or(0.0));
+            runs.tg
+                .push(r["decode_tokens_per_s"].as_f64().unwrap_or(0.0));
+            runs.ttft
+                .push(r["time_to_first_token_s"].as_f64().unwrap_or(0.0));
+            if *engine == "native" {
+                rss = rss.max(out["peak_rss_bytes"].as_u64().unwrap_or(0));
+                load = out["load"].clone();
+            }
+        }
         let theirs = run_json(
             Command::new(&bench)
                 .arg("-m")
@@ -181,41 +194,62 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     if theirs_pp.is_empty() || theirs_tg.is_empty() {
         bail!("llama-bench printed no prompt or generation result");
     }
-    let (opp, otg, ttft) = (median(ours_pp), median(ours_tg), median(ours_ttft));
+    let [native, candle] = [&ours[0], &ours[1]].map(|r| {
+        (
+            median(r.pp.clone()),
+            median(r.tg.clone()),
+            median(r.ttft.clone()),
+        )
+    });
     let (tpp, ttg) = (median(theirs_pp), median(theirs_tg));
     let size = std::fs::metadata(&gguf)?.len();
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     println!(
-        "| {t} threads, SmolLM2-135M Q4_1, p={p} n={n}, median of {} | cocoon (candle) | llama.cpp | ratio |",
+        "| {t} threads, SmolLM2-135M Q4_1, p={p} n={n}, median of {} | cocoon | llama.cpp | ratio | cocoon on candle | ratio |",
         args.reps
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     println!(
-        "| prefill tokens/s | {opp:.1} | {tpp:.1} | {:.2}× |",
-        opp / tpp
+        "| prefill tokens/s | {:.1} | {tpp:.1} | {:.2}× | {:.1} | {:.2}× |",
+        native.0,
+        native.0 / tpp,
+        candle.0,
+        candle.0 / tpp
     );
     println!(
-        "| decode tokens/s | {otg:.1} | {ttg:.1} | {:.2}× |",
-        otg / ttg
+        "| decode tokens/s | {:.1} | {ttg:.1} | **{:.2}×** | {:.1} | {:.2}× |",
+        native.1,
+        native.1 / ttg,
+        candle.1,
+        candle.1 / ttg
     );
     println!(
-        "| time to first token ({p}-token prompt) | {:.0} ms | {:.0} ms | |",
-        ttft * 1e3,
-        args.prompt_tokens as f64 / tpp * 1e3
+        "| time to first token ({p}-token prompt) | {:.0} ms | {:.0} ms | | {:.0} ms | |",
+        native.2 * 1e3,
+        args.prompt_tokens as f64 / tpp * 1e3,
+        candle.2 * 1e3
     );
     println!(
-        "| peak RSS / GGUF size | {:.0} MiB / {:.0} MiB ({:.2}×) | | |",
+        "| peak RSS / GGUF size | {:.0} MiB / {:.0} MiB ({:.2}×) | | | | |",
         mib(rss),
         mib(size),
         rss as f64 / size as f64
     );
     let f = |k: &str| load[k].as_f64().unwrap_or(0.0);
     println!(
-        "| pack read / read+verify / parse | {:.0} ms / {:.0} ms ({:.2}×) / {:.0} ms | | |",
+        "| pack read / read+verify / parse | {:.0} ms / {:.0} ms ({:.2}×) / {:.0} ms | | | | |",
         f("read_s") * 1e3,
         f("read_verify_s") * 1e3,
         f("read_verify_s") / f("read_s").max(1e-9),
         f("parse_s") * 1e3
     );
     Ok(())
+}
+
+/// One engine's results over the repetitions.
+#[derive(Default)]
+struct Runs {
+    pp: Vec<f64>,
+    tg: Vec<f64>,
+    ttft: Vec<f64>,
 }

@@ -158,8 +158,8 @@ fn synth_gguf(args: &SynthArgs) -> Result<()> {
     use cocoon_image::synth_gguf::{self, Quant};
     let shape = synth_gguf::shape(&args.shape)
         .ok_or_else(|| anyhow::anyhow!("no shape {:?}", args.shape))?;
-    let quant =
-        Quant::parse(&args.quant).ok_or_else(|| anyhow::anyhow!("--quant takes q4_0 or q8_0"))?;
+    let quant = Quant::parse(&args.quant)
+        .ok_or_else(|| anyhow::anyhow!("--quant takes q4_0, q4_1 or q8_0"))?;
     let w = synth_gguf::write(shape, quant, &args.out)?;
     let (sha, _) = cocoon_image::digest::Sha256::of_file(&args.out)?;
     println!("{}  {}", sha.to_hex(), args.out.display());

@@ -1,0 +1,368 @@
+//! One forward pass over new tokens of a sequence: the llama block
+//! (RMSNorm, attention with rotary positions and grouped KV heads, SwiGLU)
+//! with Qwen2's biases and Qwen3's q/k norms, on the CPU.
+//!
+//! A layer is five parallel sections on the [`Pool`]: q/k/v, attention,
+//! the output projection (added into the residual), gate and up (with the
+//! SwiGLU applied as each pair of rows is done) and down (added into the
+//! residual). The serial work between them (norms, quantizing activations,
+//! rotary positions) is a few microseconds per token.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use super::ops;
+use super::pool::{Chunks, Pool};
+use super::quant::{ActBlock, QK, dequantize_row, quantize_act};
+use super::simd::Kernels;
+use super::weights::{QMatrix, Weights};
+
+/// The weights with what runs them, shared by every sequence.
+pub struct Engine {
+    pub weights: Weights,
+    pub kernels: Kernels,
+    pub pool: Pool,
+    /// Per-thread scratch for attention scores.
+    scratch: Vec<Mutex<Vec<f32>>>,
+    inv_freq: Vec<f32>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cpu::Engine({}, {} kernels, {:?})",
+            self.weights.cfg.arch,
+            self.kernels.name(),
+            self.pool
+        )
+    }
+}
+
+impl Engine {
+    pub fn new(weights: Weights, threads: usize) -> Engine {
+        let hd = weights.cfg.head_dim;
+        let base = weights.cfg.rope_base;
+        let inv_freq = (0..hd / 2)
+            .map(|i| 1.0 / base.powf((2 * i) as f32 / hd as f32))
+            .collect();
+        let pool = Pool::new(threads);
+        Engine {
+            scratch: (0..pool.threads())
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
+            weights,
+            kernels: Kernels::detect(),
+            pool,
+            inv_freq,
+        }
+    }
+}
+
+/// A raw pointer that threads write disjoint elements through.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: every section writes each element from exactly one thread, and
+// the pool's join orders those writes before anyone reads them.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// SAFETY: `i` is in bounds and no other thread touches it during the
+    /// section.
+    #[inline]
+    unsafe fn at(self, i: usize) -> *mut f32 {
+        unsafe { self.0.add(i) }
+    }
+}
+
+/// Rows per chunk handed out: small enough that a thread the OS preempts
+/// holds up little work (the others take the rest), big enough that the
+/// atomic counter is noise. (Chunks sized by bytes, for longer prefetch
+/// streams, measured no better on the 2-core VM.)
+fn chunk_for(rows: usize, threads: usize) -> usize {
+    (rows / (threads * 8)).clamp(4, 64)
+}
+
+/// One sequence's KV cache.
+pub struct Sequence {
+    engine: Arc<Engine>,
+    /// Per layer: `len` rows of kv_heads × head_dim (post-rotary keys).
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    len: usize,
+}
+
+impl Sequence {
+    pub fn new(engine: Arc<Engine>) -> Sequence {
+        let layers = engine.weights.cfg.layers;
+        Sequence {
+            engine,
+            k: vec![Vec::new(); layers],
+            v: vec![Vec::new(); layers],
+            len: 0,
+        }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    pub fn clear(&mut self) {
+        self.k
+            .iter_mut()
+            .chain(self.v.iter_mut())
+            .for_each(Vec::clear);
+        self.len = 0;
+    }
+
+    /// Runs `tokens` at positions `pos..`, which must continue the cache;
+    /// returns the last token's logits.
+    pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, String> {
+        let e = self.engine.clone();
+        let w = &e.weights;
+        let c = &w.cfg;
+        if pos != self.len {
+            return Err(format!(
+                "position {pos} does not continue a cache of {}",
+                self.len
+            ));
+        }
+        if tokens.is_empty() {
+            return Err("no tokens to run".into());
+        }
+        let n = tokens.len();
+        let (dim, hd) = (c.dim, c.head_dim);
+        let (q_dim, kv_dim) = (c.heads * hd, c.kv_heads * hd);
+
+        let mut x = vec![0f32; n * dim];
+        for (t, &id) in tokens.iter().enumerate() {
+            let id = id as usize;
+            if id >= w.embed.rows {
+                return Err(format!("token {id} is outside the vocabulary"));
+            }
+            dequantize_row(
+                w.embed.kind,
+                w.embed.row(id),
+                &mut x[t * dim..(t + 1) * dim],
+            );
+        }
+        // Rotary angles for these positions, shared by every layer.
+        let half = hd / 2;
+        let (mut cos, mut sin) = (vec![0f32; n * half], vec![0f32; n * half]);
+        for t in 0..n {
+            for (i, f) in e.inv_freq.iter().enumerate() {
+                let (s, co) = ((pos + t) as f32 * f).sin_cos();
+                cos[t * half + i] = co;
+                sin[t * half + i] = s;
+            }
+        }
+
+        let mut xn = vec![0f32; n * dim];
+        let mut act = vec![ActBlock::default(); n * dim.max(q_dim).max(c.ffn) / QK];
+        let (mut q, mut k, mut v) = (
+            vec![0f32; n * q_dim],
+            vec![0f32; n * kv_dim],
+            vec![0f32; n * kv_dim],
+        );
+        let mut att = vec![0f32; n * q_dim];
+        let mut h = vec![0f32; n * c.ffn];
+
+        for (li, l) in w.layers.iter().enumerate() {
+            // Attention.
+            norm_rows(&x, &l.attn_norm, c.eps, dim, &mut xn);
+            quantize_rows(&xn, &mut act);
+            e.matmul(
+                &mut [
+                    (&l.wq, &mut q[..]),
+                    (&l.wk, &mut k[..]),
+                    (&l.wv, &mut v[..]),
+                ],
+                &act[..n * dim / QK],
+                n,
+            );
+            for t in 0..n {
+                let (qt, kt, vt) = (
+                    &mut q[t * q_dim..(t + 1) * q_dim],
+                    &mut k[t * kv_dim..(t + 1) * kv_dim],
+                    &mut v[t * kv_dim..(t + 1) * kv_dim],
+                );
+                if let Some([bq, bk, bv]) = &l.bias {
+                    ops::axpy(1.0, bq, qt);
+                    ops::axpy(1.0, bk, kt);
+                    ops::axpy(1.0, bv, vt);
+                }
+                let (ct, st) = (
+                    &cos[t * half..(t + 1) * half],
+                    &sin[t * half..(t + 1) * half],
+                );
+                for (heads, norm) in [
+                    (qt, l.qk_norm.as_ref().map(|n| &n[0])),
+                    (kt, l.qk_norm.as_ref().map(|n| &n[1])),
+                ] {
+                    for head in heads.chunks_exact_mut(hd) {
+                        if let Some(nw) = norm {
+                            let copy = head.to_vec();
+                            ops::rms_norm(&copy, nw, c.eps, head);
+                        }
+                        ops::rope(head, ct, st, c.rope_interleaved);
+                    }
+                }
+            }
+            self.k[li].extend_from_slice(&k);
+            self.v[li].extend_from_slice(&v);
+            e.attention(&q, &self.k[li], &self.v[li], pos, n, &mut att);
+            quantize_rows(&att, &mut act);
+            e.matmul_add(&l.wo, &act[..n * q_dim / QK], n, &mut x);
+
+            // Feed-forward.
+            norm_rows(&x, &l.ffn_norm, c.eps, dim, &mut xn);
+            quantize_rows(&xn, &mut act);
+            e.swiglu(&l.gate, &l.up, &act[..n * dim / QK], n, &mut h);
+            quantize_rows(&h, &mut act);
+            e.matmul_add(&l.down, &act[..n * c.ffn / QK], n, &mut x);
+        }
+        self.len += n;
+
+        let last = &x[(n - 1) * dim..];
+        let mut normed = vec![0f32; dim];
+        ops::rms_norm(last, &w.out_norm, c.eps, &mut normed);
+        quantize_rows(&normed, &mut act);
+        let mut logits = vec![0f32; c.vocab];
+        e.matmul(&mut [(w.output(), &mut logits[..])], &act[..dim / QK], 1);
+        Ok(logits)
+    }
+}
+
+fn norm_rows(x: &[f32], weight: &[f32], eps: f32, dim: usize, out: &mut [f32]) {
+    for (xr, or) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
+        ops::rms_norm(xr, weight, eps, or);
+    }
+}
+
+fn quantize_rows(x: &[f32], act: &mut [ActBlock]) {
+    quantize_act(x, &mut act[..x.len() / QK]);
+}
+
+impl Engine {
+    /// `outs[j][t * rows_j + r] = W_j[r] · act[t]` for every matrix `j`,
+    /// all rows of all matrices in one parallel section.
+    fn matmul(&self, outs: &mut [(&QMatrix, &mut [f32])], act: &[ActBlock], n: usize) {
+        let blocks = act.len() / n;
+        let mats: Vec<(&QMatrix, Out)> = outs
+            .iter_mut()
+            .map(|(m, o)| {
+                assert_eq!(m.cols / QK, blocks);
+                assert!(o.len() >= n * m.rows);
+                (*m, Out(o.as_mut_ptr()))
+            })
+            .collect();
+        let total: usize = mats.iter().map(|(m, _)| m.rows).sum();
+        let chunks = Chunks::new(total, chunk_for(total, self.pool.threads()));
+        self.pool.run(&|_| {
+            while let Some(range) = chunks.take() {
+                for g in range {
+                    let (mut r, mut j) = (g, 0);
+                    while r >= mats[j].0.rows {
+                        r -= mats[j].0.rows;
+                        j += 1;
+                    }
+                    let (m, out) = mats[j];
+                    let row = m.row(r);
+                    for t in 0..n {
+                        let y = self
+                            .kernels
+                            .dot(m.kind, row, &act[t * blocks..(t + 1) * blocks]);
+                        // SAFETY: (t, r) belongs to this chunk only.
+                        unsafe { *out.at(t * m.rows + r) = y };
+                    }
+                }
+            }
+        });
+    }
+
+    /// `x[t * rows + r] += W[r] · act[t]` (a projection into the residual).
+    fn matmul_add(&self, m: &QMatrix, act: &[ActBlock], n: usize, x: &mut [f32]) {
+        let blocks = m.cols / QK;
+        assert!(act.len() >= n * blocks && x.len() >= n * m.rows);
+        let out = Out(x.as_mut_ptr());
+        let chunks = Chunks::new(m.rows, chunk_for(m.rows, self.pool.threads()));
+        self.pool.run(&|_| {
+            while let Some(range) = chunks.take() {
+                for r in range {
+                    let row = m.row(r);
+                    for t in 0..n {
+                        let y = self
+                            .kernels
+                            .dot(m.kind, row, &act[t * blocks..(t + 1) * blocks]);
+                        // SAFETY: (t, r) belongs to this chunk only.
+                        unsafe { *out.at(t * m.rows + r) += y };
+                    }
+                }
+            }
+        });
+    }
+
+    /// `h[t * ffn + r] = silu(gate[r] · act[t]) · (up[r] · act[t])`.
+    fn swiglu(&self, gate: &QMatrix, up: &QMatrix, act: &[ActBlock], n: usize, h: &mut [f32]) {
+        let blocks = gate.cols / QK;
+        assert!(up.rows == gate.rows && up.cols == gate.cols);
+        assert!(act.len() >= n * blocks && h.len() >= n * gate.rows);
+        let out = Out(h.as_mut_ptr());
+        let chunks = Chunks::new(gate.rows, chunk_for(gate.rows, self.pool.threads()));
+        self.pool.run(&|_| {
+            while let Some(range) = chunks.take() {
+                for r in range {
+                    let (gr, ur) = (gate.row(r), up.row(r));
+                    for t in 0..n {
+                        let a = &act[t * blocks..(t + 1) * blocks];
+                        let g = self.kernels.dot(gate.kind, gr, a);
+                        let u = self.kernels.dot(up.kind, ur, a);
+                        // SAFETY: (t, r) belongs to this chunk only.
+                        unsafe { *out.at(t * gate.rows + r) = ops::silu(g) * u };
+                    }
+                }
+            }
+        });
+    }
+
+    /// Causal attention of `n` new queries (at `pos..`) over the cache,
+    /// one (token, head) pair per work item.
+    fn attention(&self, q: &[f32], k: &[f32], v: &[f32], pos: usize, n: usize, out: &mut [f32]) {
+        let c = &self.weights.cfg;
+        let (hd, heads) = (c.head_dim, c.heads);
+        let kv_dim = c.kv_heads * hd;
+        let group = heads / c.kv_heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        assert!(q.len() >= n * heads * hd && out.len() >= n * heads * hd);
+        assert!(k.len() >= (pos + n) * kv_dim && v.len() >= (pos + n) * kv_dim);
+        let o = Out(out.as_mut_ptr());
+        let chunks = Chunks::new(n * heads, 1);
+        self.pool.run(&|thread| {
+            let mut scores = self.scratch[thread]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            while let Some(range) = chunks.take() {
+                for item in range {
+                    let (t, head) = (item / heads, item % heads);
+                    let kvh = head / group;
+                    let qh = &q[(t * heads + head) * hd..][..hd];
+                    let seen = pos + t + 1;
+                    scores.clear();
+                    scores.extend(
+                        (0..seen).map(|p| ops::dot(qh, &k[p * kv_dim + kvh * hd..][..hd]) * scale),
+                    );
+                    ops::softmax(&mut scores);
+                    // SAFETY: this head of this token is this item's alone.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(o.at((t * heads + head) * hd), hd)
+                    };
+                    dst.fill(0.0);
+                    for (p, s) in scores.iter().enumerate() {
+                        ops::axpy(*s, &v[p * kv_dim + kvh * hd..][..hd], dst);
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,100 @@
+//! The small float operations between matrix products, written so the
+//! compiler vectorizes them (eight independent accumulators).
+
+/// Σ a[i]·b[i] with eight partial sums.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// out += w · x
+#[inline]
+pub fn axpy(w: f32, x: &[f32], out: &mut [f32]) {
+    for (o, v) in out.iter_mut().zip(x) {
+        *o += w * v;
+    }
+}
+
+/// x · weight / rms(x), into `out`.
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let ms = dot(x, x) / x.len() as f32;
+    let scale = 1.0 / (ms + eps).sqrt();
+    for ((o, v), w) in out.iter_mut().zip(x).zip(weight) {
+        *o = v * scale * w;
+    }
+}
+
+/// In-place softmax.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// Rotates one head in place: pairs (2i, 2i+1) when `interleaved` (GGUF
+/// llama, whose q/k weights were permuted for it), else (i, i + d/2)
+/// (Qwen's NeoX layout). `cos`/`sin` hold d/2 angles for this position.
+pub fn rope(head: &mut [f32], cos: &[f32], sin: &[f32], interleaved: bool) {
+    let half = head.len() / 2;
+    for i in 0..half {
+        let (a, b) = if interleaved {
+            (2 * i, 2 * i + 1)
+        } else {
+            (i, i + half)
+        };
+        let (x, y) = (head[a], head[b]);
+        head[a] = x * cos[i] - y * sin[i];
+        head[b] = x * sin[i] + y * cos[i];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_handles_tails_and_softmax_sums_to_one() {
+        let a: Vec<f32> = (0..19).map(|i| i as f32).collect();
+        assert_eq!(dot(&a, &a), (0..19).map(|i| (i * i) as f32).sum::<f32>());
+        let mut x = vec![1.0, 2.0, 3.0, 1000.0];
+        softmax(&mut x);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(x[3] > 0.99);
+    }
+
+    #[test]
+    fn rope_rotates_pairs_by_their_angle() {
+        let (c, s) = (0.6f32, 0.8f32);
+        let mut h = vec![1.0, 0.0, 0.0, 1.0];
+        rope(&mut h, &[c, 1.0], &[s, 0.0], true);
+        assert_eq!(h, vec![c, s, 0.0, 1.0]);
+        let mut h = vec![1.0, 0.0, 0.0, 1.0];
+        rope(&mut h, &[c, 1.0], &[s, 0.0], false);
+        assert_eq!(h, vec![c, 0.0, s, 1.0]);
+    }
+}
