@@ -1,0 +1,32 @@
+#!/bin/bash
+# CPU figures on a bigger machine (the lent GPU machines have 16 cores):
+# pack verification, and our engine against llama.cpp on synthetic GGUFs
+# (the same file for both). Run from a folder holding this script and:
+#   cocoon-guest   target/x86_64-unknown-linux-gnu/guest/cocoon-guest (cargo xtask build)
+#   verify_speed   target/release/examples/verify_speed (cargo build --release -p cocoon-engine --examples)
+#   llama-bench    the one `cargo xtask bench-inference` builds, with its
+#                  libssl.so.3, libcrypto.so.3 and libgomp.so.1 beside it
+# Results go to $OUT (one JSON per run); BENCHMARKS.md has the figures.
+cd "$(dirname "$0")"
+export LD_LIBRARY_PATH=$PWD
+nproc; lscpu | grep -E "Model name|Thread|Core|Socket|L3" | cut -c1-120
+grep -o -w 'avx512f\|sha_ni\|avx2' /proc/cpuinfo | sort | uniq -c
+G=./cocoon-guest
+for spec in smollm2-135m:q4_1 smollm2-135m:q4_0 llama-3.2-1b:q4_1; do
+  sh=${spec%:*}; q=${spec#*:}
+  $G synth-gguf --shape $sh --quant $q --gguf $sh-$q.gguf --pack $sh-$q.pack > $OUT/synth-$sh-$q.json
+done
+ls -la *.pack; sha256sum *.pack | tee $OUT/packs.sha256
+for p in smollm2-135m-q4_1.pack llama-3.2-1b-q4_1.pack; do
+  ./verify_speed $p | tee -a $OUT/verify.txt; ./verify_speed $p --cold | tee -a $OUT/verify.txt
+done
+run() { # shape quant threads
+  local m=$1-$2
+  timeout 120 $G bench --pack $m.pack --threads $3 --prompt-tokens 128 --gen-tokens 64 --reps 3 --device cpu > $OUT/ours-$m-$3.json 2>$OUT/ours-$m-$3.err
+  echo "ours $m t=$3 $(grep -o '"decode_tokens_per_s":[0-9.]*' $OUT/ours-$m-$3.json | cut -d: -f2 | tr '\n' ' ') prefill $(grep -o '"prefill_tokens_per_s":[0-9.]*' $OUT/ours-$m-$3.json | cut -d: -f2 | head -1)"
+  timeout 120 ./llama-bench -m $m.gguf -t $3 -p 128 -n 64 -r 3 -o json > $OUT/llama-$m-$3.json 2>$OUT/llama-$m-$3.err
+  echo "llama $m t=$3 $(grep -o '"avg_ts": [0-9.]*' $OUT/llama-$m-$3.json | cut -d: -f2 | tr '\n' ' ')"
+}
+for t in 1 2 4 8 16; do run smollm2-135m q4_1 $t; done
+for t in 1 2 8 16; do run smollm2-135m q4_0 $t; done
+for t in 4 16; do run llama-3.2-1b q4_1 $t; done
