@@ -17,6 +17,7 @@ fn verifier() -> &'static Verifier {
         policy: Policy {
             measurements: vec![[0u8; 48]],
             allowlist: None,
+            gpu: Default::default(),
             min_tcb: MinTcb::default(),
         },
         allow_unattested: true,

@@ -11,6 +11,7 @@
 //!                       [--first-tokens N] [--concurrency 1,8,32] [--concurrent-gen-tokens N] [--concurrent-reps N]
 //!                       [--time-verify false]
 //! cocoon-guest synth-gguf --shape NAME [--quant q4_0|q4_1|q8_0] --gguf FILE [--pack FILE]
+//! cocoon-guest gpu-probe [--nonce HEX]    # NVML's view of this host's GPUs, JSON
 //! ```
 //! `--threads N` (any command) sets the engine's thread count; `--device
 //! cpu|cuda|auto` (commands that load a pack) where it runs (default auto:
@@ -140,8 +141,13 @@ pub fn main(argv: &[String]) -> Result<()> {
         }
         "bench" => bench(&args),
         "synth-gguf" => synth_gguf(&args),
+        "gpu-probe" => {
+            let out = crate::gpu::probe::run(args.get("nonce"))?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
         other => bail!(
-            "cocoon-guest is the image's /init; as a host program it takes serve, generate, tokenize, bench or synth-gguf (got {other:?})"
+            "cocoon-guest is the image's /init; as a host program it takes serve, generate, tokenize, bench, synth-gguf or gpu-probe (got {other:?})"
         ),
     }
 }
@@ -490,7 +496,7 @@ fn serve(args: &Args) -> Result<()> {
         max_queued: args.num("max-queued", DEFAULT_LIMITS.max_queued)?,
     };
     let attester = std::sync::Arc::new(crate::attest::Attester::host_mode());
-    let identity = crate::tls::Identity::generate(&attester)?;
+    let identity = crate::tls::Identity::generate(&attester, None)?;
     if let Some(out) = args.get("cert-out") {
         std::fs::write(out, &identity.cert_pem).with_context(|| format!("writing {out}"))?;
     }

@@ -12,6 +12,7 @@ mod attest;
 mod cli;
 mod console;
 mod cpu;
+mod gpu;
 mod model_disk;
 mod modules;
 mod mounts;
@@ -56,6 +57,12 @@ fn boot() -> Result<()> {
     mounts::mount_early().context("mounting /proc, /sys and /dev")?;
     let loaded = modules::load_all().context("loading kernel modules")?;
     console::event("modules", &[("count", loaded.into())]);
+    // The measured command line picks the profile; a GPU image stops here,
+    // saying why, if its GPU is missing or not in the CC mode it requires.
+    let gpus = match gpu::mode().context("the GPU profile on the command line")? {
+        None => None,
+        Some(mode) => Some(gpu::bring_up(mode).context("the GPU")?),
+    };
     mounts::mount_configfs().context("mounting configfs")?;
     let attester = std::sync::Arc::new(attest::Attester::detect());
     console::event(
@@ -101,7 +108,8 @@ fn boot() -> Result<()> {
         shutdown::spawn_reaper()?;
         net::spawn_lease_keeper(lease);
         let stop = shutdown::listen().context("listening for shutdown requests")?;
-        let identity = tls::Identity::generate(&attester).context("creating the TLS key")?;
+        let identity =
+            tls::Identity::generate(&attester, gpus.as_ref()).context("creating the TLS key")?;
         let addr = std::net::SocketAddr::from(([0, 0, 0, 0], HTTPS_PORT));
         server::serve(addr, identity, api::router(state), stop).await
     })

@@ -114,13 +114,57 @@ fn finit_module(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Loads every module in the image's `modules.dep`; returns how many.
-pub fn load_all() -> Result<usize> {
+/// NVIDIA's modules are loaded by the GPU path, strictly (see `gpu`), not
+/// with the rest: an ENODEV there means "no GPU", which a GPU image must
+/// not shrug off.
+pub fn is_gpu_module(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.starts_with("nvidia")
+}
+
+fn image_modules() -> Result<(PathBuf, Vec<String>)> {
     let base = PathBuf::from("/lib/modules").join(release()?);
     let dep_file = base.join("modules.dep");
     let text = std::fs::read_to_string(&dep_file)
         .with_context(|| format!("reading {}", dep_file.display()))?;
     let order = load_order(&parse_modules_dep(&text)?)?;
+    Ok((base, order))
+}
+
+/// Loads the NVIDIA modules (`nvidia`, then `nvidia-uvm`, as modules.dep
+/// orders them); returns how many. Missing modules or a driver that finds
+/// no GPU are errors.
+pub fn load_gpu() -> Result<usize> {
+    let (base, order) = image_modules()?;
+    let gpu: Vec<&String> = order.iter().filter(|m| is_gpu_module(m)).collect();
+    for needed in ["nvidia.ko", "nvidia-uvm.ko"] {
+        if !gpu
+            .iter()
+            .any(|m| m.rsplit('/').next().is_some_and(|n| n.starts_with(needed)))
+        {
+            bail!("no NVIDIA module: this image's modules.dep has no {needed}");
+        }
+    }
+    for m in &gpu {
+        let path = base.join(m);
+        match finit_module(&path) {
+            Ok(()) => tracing::info!(module = %m, "module loaded"),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
+                bail!("no NVIDIA GPU: {} found no device to drive", path.display())
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("loading module {}", path.display()));
+            }
+        }
+    }
+    Ok(gpu.len())
+}
+
+/// Loads every module in the image's `modules.dep` but NVIDIA's; returns
+/// how many.
+pub fn load_all() -> Result<usize> {
+    let (base, mut order) = image_modules()?;
+    order.retain(|m| !is_gpu_module(m));
     for m in &order {
         let path = base.join(m);
         match finit_module(&path) {
@@ -161,5 +205,15 @@ mod tests {
         assert!(load_order(&dangling).is_err());
         let cycle = parse_modules_dep("a.ko: b.ko\nb.ko: a.ko\n").unwrap();
         assert!(load_order(&cycle).is_err());
+    }
+
+    #[test]
+    fn nvidia_modules_are_left_to_the_gpu_path() {
+        assert!(is_gpu_module("kernel/drivers/video/nvidia.ko.xz"));
+        assert!(is_gpu_module("updates/dkms/nvidia-uvm.ko"));
+        assert!(!is_gpu_module(
+            "kernel/drivers/virt/coco/sev-guest/sev-guest.ko.xz"
+        ));
+        assert!(!is_gpu_module("kernel/nvidia/virtio_net.ko.xz"));
     }
 }

@@ -24,7 +24,9 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn generate(attester: &Attester) -> Result<Self> {
+    /// With `gpus`, each GPU's evidence is made for this key, verified,
+    /// and bound into the certificate's report.
+    pub fn generate(attester: &Attester, gpus: Option<&crate::gpu::Gpus>) -> Result<Self> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .context("generating a P-256 key")?;
         let mut params = rcgen::CertificateParams::new(vec!["cocoon.local".to_string()])
@@ -32,8 +34,15 @@ impl Identity {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "cocoon guest");
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+        let gpu_evidence = match gpus {
+            Some(g) => g
+                .attest_for_key(&spki)
+                .context("the GPUs' evidence for the TLS key")?,
+            None => Vec::new(),
+        };
         let evidence = attester
-            .evidence(&rcgen::PublicKeyData::subject_public_key_info(&key))
+            .evidence(&spki, gpu_evidence)
             .context("an attestation report for the TLS key")?;
         // Not critical: ordinary TLS clients (curl, Python) that pin the
         // certificate must still accept it; attesting clients read it.

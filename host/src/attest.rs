@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use cocoon_measurements::attest::{
-    Allowlist, Attestation, MinTcb, Policy, RegistryAllowlist, VcekStore, Verdict, Verifier, attest,
+    Allowlist, Attestation, GpuPolicy, MinTcb, Policy, RegistryAllowlist, VcekStore, Verdict,
+    Verifier, attest,
 };
 
 #[derive(clap::Args, Debug)]
@@ -52,6 +53,14 @@ pub struct Args {
     /// Accept a guest that says it runs without SEV-SNP (development boots).
     #[arg(long)]
     allow_unattested: bool,
+    /// Refuse a guest whose certificate carries no GPU evidence bound by
+    /// its SNP report (use it for GPU images: it catches evidence stripped
+    /// by the host, and a GPU outside CC mode).
+    #[arg(long)]
+    require_gpu: bool,
+    /// The oldest NVIDIA driver accepted in GPU evidence.
+    #[arg(long, value_name = "VERSION", default_value = cocoon_measurements::gpu::DEFAULT_MIN_DRIVER)]
+    gpu_min_driver: String,
     /// Print the verdict as JSON.
     #[arg(long)]
     json: bool,
@@ -101,6 +110,14 @@ pub fn run(args: &Args) -> Result<()> {
     let policy = Policy {
         measurements,
         allowlist,
+        gpu: GpuPolicy {
+            require: args.require_gpu,
+            min_driver: args
+                .gpu_min_driver
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--gpu-min-driver: {e}"))?,
+            root: None,
+        },
         min_tcb: MinTcb::parse(&args.min_tcb).map_err(|e| anyhow::anyhow!("--min-tcb: {e}"))?,
     };
     let mut verifier = Verifier::amd(policy).context("loading AMD's roots")?;
@@ -164,7 +181,27 @@ fn print_accepted(url: &str, a: &Attestation) {
                 "  chain         report ← VCEK ({}) ← ASK ← AMD ARK",
                 r.vcek_source
             );
-            println!("  TLS key       bound: report_data = SHA-512(label ‖ the certificate's key)");
+            if r.gpus.is_empty() {
+                println!(
+                    "  TLS key       bound: report_data = SHA-512(label ‖ the certificate's key)"
+                );
+                println!("  GPU           none in the evidence");
+            } else {
+                println!(
+                    "  TLS key       bound: report_data = SHA-512(label ‖ SHA-512(GPU evidence) ‖ the certificate's key)"
+                );
+                for g in &r.gpus {
+                    println!(
+                        "  GPU {}         NVIDIA, driver {}, VBIOS {}, {} measurement blocks (NOT compared with reference values)",
+                        g.index, g.driver_version, g.vbios_version, g.measurement_blocks
+                    );
+                    println!(
+                        "                chain {} ← NVIDIA root; signed nonce {}… = hash of the TLS key",
+                        g.certificate_chain.len(),
+                        &g.nonce[..16]
+                    );
+                }
+            }
             if a.session.is_some() {
                 println!(
                     "  session       bound: a fresh report covers our nonce and this connection's exporter"

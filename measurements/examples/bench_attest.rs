@@ -49,6 +49,7 @@ fn certificate(evidence: bool) -> (Vec<u8>, rcgen::KeyPair) {
         let e = Evidence::SevSnp {
             report: test_ca::signed_report(key_report_data(&spki), |_| {}),
             vcek: Some(test_ca::test_vcek()),
+            gpus: Vec::new(),
         };
         params
             .custom_extensions
@@ -113,6 +114,7 @@ fn main() {
             measurements: vec![report[0x90..0xc0].try_into().unwrap()],
             min_tcb: MinTcb::default(),
             allowlist: None,
+            gpu: Default::default(),
         },
         allow_unattested: false,
     };

@@ -15,7 +15,10 @@
 
 pub mod attest;
 pub mod client;
-pub mod gpu;
 pub mod pinned;
 pub mod registry;
 pub mod snp;
+
+/// The GPU verifier lives in its own crate so that the guest can run it
+/// without this crate's network clients; re-exported under its old path.
+pub use cocoon_gpu_evidence as gpu;

@@ -42,6 +42,7 @@ fn amd_verifier(bundle: &Path) -> Verifier {
             measurements: vec![measurement_of(&real_report())],
             min_tcb: MinTcb::default(),
             allowlist: None,
+            gpu: Default::default(),
         },
         allow_unattested: false,
     }
@@ -76,6 +77,7 @@ fn bound_cert(edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
         Some(Evidence::SevSnp {
             report: signed_report(key_report_data(spki), edit),
             vcek: Some(test_vcek()),
+            gpus: Vec::new(),
         })
     })
     .0
@@ -308,6 +310,7 @@ fn tamper_matrix_each_case_has_its_own_error() {
         Some(Evidence::SevSnp {
             report: stolen,
             vcek: Some(test_vcek()),
+            gpus: Vec::new(),
         })
     });
     assert!(matches!(check(cert, &v), AttestError::KeyBinding));
@@ -319,6 +322,7 @@ fn tamper_matrix_each_case_has_its_own_error() {
         Some(Evidence::SevSnp {
             report: r,
             vcek: Some(test_vcek()),
+            gpus: Vec::new(),
         })
     });
     assert!(matches!(check(cert, &v), AttestError::ReportSignature));
@@ -329,6 +333,7 @@ fn tamper_matrix_each_case_has_its_own_error() {
             Some(Evidence::SevSnp {
                 report: signed_report(key_report_data(spki), |_| {}),
                 vcek: Some(read(&format!("test-ca/{file}"))),
+                gpus: Vec::new(),
             })
         });
         let err = check(cert, &v);
@@ -511,6 +516,7 @@ fn attest_over_tls_checks_the_handshake_key_and_the_session() {
             |_| {},
         ),
         vcek: Some(test_vcek()),
+        gpus: Vec::new(),
     };
     let mut params = rcgen::CertificateParams::new(vec!["cocoon.local".into()]).unwrap();
     params

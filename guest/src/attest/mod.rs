@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use cocoon_evidence::{Evidence, REPORT_LEN};
+use cocoon_evidence::{Evidence, GpuEvidence, REPORT_LEN};
 
 /// A report and, when the host supplied certificates, the VCEK.
 pub struct SignedReport {
@@ -99,18 +99,27 @@ impl Attester {
     }
 
     /// The evidence for the certificate of a key with this
-    /// SubjectPublicKeyInfo. With SEV-SNP present, failing to get a report
-    /// is an error (never a silent fall back to unattested).
-    pub fn evidence(&self, spki_der: &[u8]) -> Result<Evidence> {
+    /// SubjectPublicKeyInfo, and the GPUs' evidence made for that key (empty
+    /// in the CPU profile), which the report then covers. With SEV-SNP
+    /// present, failing to get a report is an error (never a silent fall
+    /// back to unattested).
+    pub fn evidence(&self, spki_der: &[u8], gpus: Vec<GpuEvidence>) -> Result<Evidence> {
         if let Some(reason) = self.unattested_reason() {
-            return Ok(Evidence::Unattested {
-                reason: reason.to_string(),
-            });
+            // Without SNP nothing binds GPU evidence; the certificate says
+            // so, and a verifier that requires a GPU refuses it.
+            let reason = if gpus.is_empty() {
+                reason.to_string()
+            } else {
+                format!("{reason}; GPU evidence verified in the guest but not bound")
+            };
+            return Ok(Evidence::Unattested { reason });
         }
-        let signed = self.report(cocoon_evidence::key_report_data(spki_der))?;
+        let report_data = cocoon_evidence::certificate_report_data(spki_der, &gpus);
+        let signed = self.report(report_data)?;
         Ok(Evidence::SevSnp {
             report: signed.report,
             vcek: signed.vcek,
+            gpus,
         })
     }
 }

@@ -74,4 +74,10 @@ pub enum AttestError {
     SessionMismatch,
     #[error("asking the guest for a session report: {0}")]
     Session(String),
+    #[error(
+        "the policy requires a GPU, but the guest's certificate carries no GPU evidence (a CPU image, a GPU outside CC mode, or evidence stripped)"
+    )]
+    GpuRequired,
+    #[error("GPU {index}'s evidence does not verify: {reason}")]
+    GpuEvidence { index: usize, reason: String },
 }

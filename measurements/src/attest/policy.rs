@@ -29,6 +29,8 @@ pub struct Policy {
     /// The lowest acceptable reported TCB, component by component (AMD
     /// raises SPLs with security fixes).
     pub min_tcb: MinTcb,
+    /// Whether GPU evidence is required, and what it must show.
+    pub gpu: super::gpu::GpuPolicy,
 }
 
 /// Minimum security patch levels; zero accepts any.

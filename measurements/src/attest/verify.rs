@@ -10,10 +10,13 @@ use serde::Serialize;
 use sev::certs::snp::Certificate;
 use x509_cert::der::{Decode, Encode};
 
-use cocoon_evidence::{EXTENSION_OID, Evidence, key_report_data, session_report_data};
+use cocoon_evidence::{
+    EXTENSION_OID, Evidence, certificate_report_data, gpu_nonce, session_report_data,
+};
 
 use super::amd::{self, Product, Roots, Tcb};
 use super::error::AttestError;
+use super::gpu::GpuAttested;
 use super::policy::Policy;
 use super::report::Report;
 use super::vcek::VcekStore;
@@ -41,6 +44,9 @@ pub struct Attested {
     pub vmpl: u32,
     /// Where the VCEK came from: "certificate", "cache or bundle", "AMD KDS".
     pub vcek_source: &'static str,
+    /// The GPUs whose evidence the certificate's report binds (empty for a
+    /// CPU image and for session reports).
+    pub gpus: Vec<GpuAttested>,
 }
 
 /// The outcome for a certificate that passed.
@@ -89,6 +95,7 @@ impl Verifier {
             policy: u64::from(f.policy),
             vmpl: f.vmpl,
             vcek_source: source,
+            gpus: Vec::new(),
         };
         Ok((report, attested))
     }
@@ -116,20 +123,25 @@ impl Verifier {
             ));
         }
         match Evidence::from_der(ext.extn_value.as_bytes())? {
+            // An unattested guest has nothing that could bind a GPU.
+            Evidence::Unattested { .. } if self.policy.gpu.require => Err(AttestError::GpuRequired),
             Evidence::Unattested { reason } if self.allow_unattested => {
                 Ok(Verdict::Unattested { reason })
             }
             Evidence::Unattested { reason } => Err(AttestError::Unattested(reason)),
-            Evidence::SevSnp { report, vcek } => {
-                let (report, attested) = self.verify_report(&report, vcek.as_deref())?;
+            Evidence::SevSnp { report, vcek, gpus } => {
+                let (report, mut attested) = self.verify_report(&report, vcek.as_deref())?;
                 let spki = cert
                     .tbs_certificate
                     .subject_public_key_info
                     .to_der()
                     .map_err(|e| AttestError::Certificate(e.to_string()))?;
-                if report.fields.report_data != key_report_data(&spki) {
+                // The authenticated report must cover the key and exactly
+                // the GPU evidence presented (none, or all of it).
+                if report.fields.report_data != certificate_report_data(&spki, &gpus) {
                     return Err(AttestError::KeyBinding);
                 }
+                attested.gpus = self.policy.gpu.check(&gpus, gpu_nonce(&spki))?;
                 Ok(Verdict::SevSnp(attested))
             }
         }

@@ -55,6 +55,7 @@ pub fn test_verifier() -> Verifier {
             measurements: vec![MEASUREMENT],
             min_tcb: MinTcb::default(),
             allowlist: None,
+            gpu: Default::default(),
         },
         allow_unattested: false,
     }

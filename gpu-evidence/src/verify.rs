@@ -13,6 +13,7 @@ use super::reference::{MeasurementError, ReferenceValues};
 use super::spdm::{self, NONCE_LEN, Report, SpdmError, Trailing};
 use super::verdict::{Check, CheckName, EvidenceSummary, Status, Verdict};
 use super::version::DriverVersion;
+use x509_cert::Certificate;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum VerifyError {
@@ -124,6 +125,32 @@ impl Recorder {
 
 /// Verify the evidence against the policy and the pinned NVIDIA root.
 pub fn verify(evidence: Evidence<'_>, policy: &Policy) -> Verdict {
+    verify_inner(
+        evidence,
+        policy,
+        chain::pinned_root(),
+        "the pinned NVIDIA Device Identity CA",
+    )
+}
+
+/// Verify against `root` instead of NVIDIA's: only for a stand-in device
+/// PKI in tests (no CC-mode GPU can sign for our nonces here). The verdict
+/// names the root as "an injected root", never as NVIDIA's.
+pub fn verify_with_root(evidence: Evidence<'_>, policy: &Policy, root: &Certificate) -> Verdict {
+    verify_inner(
+        evidence,
+        policy,
+        Ok(root.clone()),
+        "an injected (non-NVIDIA) root",
+    )
+}
+
+fn verify_inner(
+    evidence: Evidence<'_>,
+    policy: &Policy,
+    root: Result<Certificate, ChainError>,
+    root_name: &str,
+) -> Verdict {
     let mut rec = Recorder { checks: Vec::new() };
 
     let report = match spdm::parse_report(evidence.report, policy.trailing) {
@@ -148,7 +175,7 @@ pub fn verify(evidence: Evidence<'_>, policy: &Policy) -> Verdict {
         }
     };
 
-    let chain = chain::pinned_root()
+    let chain = root
         .and_then(|root| {
             let certs = chain::parse_pem_chain(evidence.chain_pem)?;
             chain::verify_chain(&certs, &root, policy.now)
@@ -159,7 +186,7 @@ pub fn verify(evidence: Evidence<'_>, policy: &Policy) -> Verdict {
             rec.pass(
                 CheckName::CertificateChain,
                 format!(
-                    "{} certificates up to the pinned NVIDIA Device Identity CA{}",
+                    "{} certificates up to {root_name}{}",
                     c.subjects.len(),
                     if c.root_included {
                         ""

@@ -12,7 +12,9 @@
 //! - [`version`]: driver versions and the minimum-version policy.
 //! - [`verify`] and [`verdict`]: the checks in order, and their outcome.
 //!
-//! See docs/gpu-attestation.md for what is and is not checked.
+//! See docs/gpu-attestation.md for what is and is not checked. This crate
+//! has no network client: the guest checks its own GPU with it before
+//! serving, and `cocoon-measurements` re-exports it as `gpu`.
 
 pub mod chain;
 pub mod opaque;
@@ -25,5 +27,5 @@ pub mod version;
 pub use reference::ReferenceValues;
 pub use spdm::{Report, Trailing, parse_report};
 pub use verdict::{Check, CheckName, Status, Verdict};
-pub use verify::{Evidence, Policy, VerifyError, decode_hex_report, verify};
+pub use verify::{Evidence, Policy, VerifyError, decode_hex_report, verify, verify_with_root};
 pub use version::{DEFAULT_MIN_DRIVER, DriverVersion};
