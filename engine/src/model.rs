@@ -184,6 +184,61 @@ pub fn device_named(name: &str) -> Result<(Device, String), String> {
     }
 }
 
+/// The engine's own CPU weights and the name of what runs them, or why
+/// this model is not one the native path takes.
+fn native_weights(
+    ct: &gguf_file::Content,
+    gguf: &[u8],
+    arch: &str,
+) -> Result<(Weights, String), String> {
+    let w = crate::cpu::weights::Weights::load(ct, gguf, arch)?;
+    let engine = std::sync::Arc::new(crate::cpu::Engine::new(
+        w,
+        candle_core::utils::get_num_threads(),
+    ));
+    let name = format!(
+        "native ({}, {} threads)",
+        engine.kernels.name(),
+        engine.pool.threads()
+    );
+    Ok((Weights::Native(crate::cpu::Sequence::new(engine)), name))
+}
+
+/// candle-transformers' model of `arch` on `device` (on the CPU with the
+/// encodings candle has no SIMD kernel for re-encoded first).
+fn candle_weights(
+    ct: gguf_file::Content,
+    reader: Cursor<&[u8]>,
+    gguf: &[u8],
+    arch: &str,
+    device: &Device,
+) -> Result<Weights, LoadError> {
+    let gguf_err = |e: candle_core::Error| LoadError::Gguf(e.to_string());
+    let repacked = match device {
+        Device::Cpu => crate::repack::repack_for_cpu(&ct, gguf).map_err(gguf_err)?,
+        _ => None,
+    };
+    let (ct, mut reader) = match &repacked {
+        Some(bytes) => {
+            let mut r = Cursor::new(bytes.as_slice());
+            (gguf_file::Content::read(&mut r).map_err(gguf_err)?, r)
+        }
+        None => (ct, reader),
+    };
+    Ok(match arch {
+        "llama" => Weights::Llama(
+            quantized_llama::ModelWeights::from_gguf(ct, &mut reader, device).map_err(gguf_err)?,
+        ),
+        "qwen2" => Weights::Qwen2(Box::new(
+            quantized_qwen2::ModelWeights::from_gguf(ct, &mut reader, device).map_err(gguf_err)?,
+        )),
+        "qwen3" => Weights::Qwen3(
+            quantized_qwen3::ModelWeights::from_gguf(ct, &mut reader, device).map_err(gguf_err)?,
+        ),
+        other => return Err(LoadError::Architecture(other.to_string())),
+    })
+}
+
 /// Which implementation runs a model on the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CpuEngine {
@@ -247,59 +302,19 @@ impl Model {
             }
         }
         let arch = pack.header.architecture.as_str();
-        let mut engine = String::from("candle");
-        if device.is_cpu() && cpu_engine == CpuEngine::Native {
-            match crate::cpu::weights::Weights::load(&ct, pack.gguf, arch) {
-                Ok(w) => {
-                    let threads = candle_core::utils::get_num_threads();
-                    let engine = std::sync::Arc::new(crate::cpu::Engine::new(w, threads));
-                    let name = format!(
-                        "native ({}, {} threads)",
-                        engine.kernels.name(),
-                        engine.pool.threads()
-                    );
-                    let seq = crate::cpu::Sequence::new(engine);
-                    return Ok(Model {
-                        engine: name,
-                        header: pack.header,
-                        tokenizer,
-                        template,
-                        end_tokens,
-                        device,
-                        device_name,
-                        weights: Mutex::new(Some(Weights::Native(seq))),
-                    });
-                }
-                // Not a model the native path takes: candle runs it.
-                Err(why) => engine = format!("candle (not the native path: {why})"),
-            }
-        }
-        let gguf_err = |e: candle_core::Error| LoadError::Gguf(e.to_string());
-        let repacked = match device {
-            Device::Cpu => crate::repack::repack_for_cpu(&ct, pack.gguf).map_err(gguf_err)?,
-            _ => None,
-        };
-        let (ct, mut reader) = match &repacked {
-            Some(bytes) => {
-                let mut r = Cursor::new(bytes.as_slice());
-                (gguf_file::Content::read(&mut r).map_err(gguf_err)?, r)
-            }
-            None => (ct, reader),
-        };
-        let weights = match arch {
-            "llama" => Weights::Llama(
-                quantized_llama::ModelWeights::from_gguf(ct, &mut reader, &device)
-                    .map_err(gguf_err)?,
+        let native = (device.is_cpu() && cpu_engine == CpuEngine::Native)
+            .then(|| native_weights(&ct, pack.gguf, arch));
+        let (weights, engine) = match native {
+            Some(Ok(native)) => native,
+            // Not a model the native path takes: candle runs it.
+            Some(Err(why)) => (
+                candle_weights(ct, reader, pack.gguf, arch, &device)?,
+                format!("candle (not the native path: {why})"),
             ),
-            "qwen2" => Weights::Qwen2(Box::new(
-                quantized_qwen2::ModelWeights::from_gguf(ct, &mut reader, &device)
-                    .map_err(gguf_err)?,
-            )),
-            "qwen3" => Weights::Qwen3(
-                quantized_qwen3::ModelWeights::from_gguf(ct, &mut reader, &device)
-                    .map_err(gguf_err)?,
+            None => (
+                candle_weights(ct, reader, pack.gguf, arch, &device)?,
+                "candle".into(),
             ),
-            other => return Err(LoadError::Architecture(other.to_string())),
         };
         Ok(Model {
             header: pack.header,
