@@ -73,33 +73,6 @@ pub enum VerifyError {
     Io(#[from] std::io::Error),
 }
 
-/// The pack's whole length from its fixed part and header (neither
-/// verified yet: only the size is read from them, and a lie about it
-/// changes the hash), bounded by what the source holds.
-pub(crate) fn pack_length(fixed: &[u8], header: &[u8], available: u64) -> Result<u64, VerifyError> {
-    if fixed.len() < 16 || &fixed[..8] != MAGIC {
-        return Err(VerifyError::NotAPack);
-    }
-    let header_len = u32::from_le_bytes(fixed[12..16].try_into().unwrap());
-    if header_len > MAX_HEADER || header.len() != header_len as usize {
-        return Err(VerifyError::NotAPack);
-    }
-    let gguf_size = serde_json::from_slice::<serde_json::Value>(header)
-        .ok()
-        .and_then(|v| v["gguf"]["size"].as_u64())
-        .ok_or(VerifyError::NotAPack)?;
-    let total = modelpack::data_offset(header_len as u64)
-        .checked_add(gguf_size)
-        .ok_or(VerifyError::NotAPack)?;
-    if total > available {
-        return Err(VerifyError::Truncated {
-            claimed: total,
-            available,
-        });
-    }
-    Ok(total)
-}
-
 /// Feeds `bytes` to `hash` in pieces, asking for each piece's successor
 /// while the current one is hashed: SHA-256 reads its input serially, and
 /// from memory (rather than cache) it is stalled on every line without
@@ -151,7 +124,22 @@ pub fn read_verified<R: ReadAt + ?Sized>(
     if source.read_full_at(&mut header, 16)? < header.len() {
         return Err(VerifyError::NotAPack);
     }
-    let total = pack_length(&fixed, &header, available)? as usize;
+    // Only the size is read from the (not yet verified) header; a lie
+    // about it changes the hash.
+    let gguf_size = serde_json::from_slice::<serde_json::Value>(&header)
+        .ok()
+        .and_then(|v| v["gguf"]["size"].as_u64())
+        .ok_or(VerifyError::NotAPack)?;
+    let total = modelpack::data_offset(header_len as u64)
+        .checked_add(gguf_size)
+        .ok_or(VerifyError::NotAPack)?;
+    if total > available {
+        return Err(VerifyError::Truncated {
+            claimed: total,
+            available,
+        });
+    }
+    let total = total as usize;
     let head = fixed.len() + header.len();
     let mut out = vec![0u8; total];
     out[..16].copy_from_slice(&fixed);

@@ -202,8 +202,7 @@ impl Sequence {
                 ] {
                     for head in heads.chunks_exact_mut(hd) {
                         if let Some(nw) = norm {
-                            let copy = head.to_vec();
-                            ops::rms_norm(&copy, nw, c.eps, head);
+                            ops::rms_norm_in_place(head, nw, c.eps);
                         }
                         ops::rope(head, ct, st, c.rope_interleaved);
                     }

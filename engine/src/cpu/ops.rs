@@ -28,12 +28,24 @@ pub fn axpy(w: f32, x: &[f32], out: &mut [f32]) {
     }
 }
 
+/// 1 / rms(x).
+fn inv_rms(x: &[f32], eps: f32) -> f32 {
+    1.0 / (dot(x, x) / x.len() as f32 + eps).sqrt()
+}
+
 /// x · weight / rms(x), into `out`.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
-    let ms = dot(x, x) / x.len() as f32;
-    let scale = 1.0 / (ms + eps).sqrt();
+    let scale = inv_rms(x, eps);
     for ((o, v), w) in out.iter_mut().zip(x).zip(weight) {
         *o = v * scale * w;
+    }
+}
+
+/// [`rms_norm`] of `x` into itself.
+pub fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
+    let scale = inv_rms(x, eps);
+    for (v, w) in x.iter_mut().zip(weight) {
+        *v *= scale * w;
     }
 }
 

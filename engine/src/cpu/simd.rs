@@ -8,7 +8,7 @@
 //! Signed × signed (Q8_0) goes through `sign` so `maddubs` sees an
 //! unsigned operand. Tested against [`super::quant::dot_scalar`].
 
-use super::quant::{ActBlock, QK, WeightKind, dot_scalar};
+use super::quant::{ActBlock, WeightKind, dot_scalar};
 
 /// The dot product kernel this CPU runs, picked once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,14 +147,9 @@ mod avx2 {
     }
 }
 
-/// Whether a row length suits the kernels (whole blocks).
-pub fn fits(cols: usize) -> bool {
-    cols > 0 && cols.is_multiple_of(QK)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::quant::quantize_act;
+    use super::super::quant::{QK, quantize_act};
     use super::*;
 
     /// Deterministic bytes and floats without a random-number crate.

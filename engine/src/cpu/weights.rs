@@ -27,10 +27,6 @@ impl QMatrix {
     pub fn row(&self, r: usize) -> &[u8] {
         &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
     }
-
-    pub fn bytes(&self) -> usize {
-        self.data.len()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -256,20 +252,5 @@ impl Weights {
 
     pub fn output(&self) -> &QMatrix {
         self.output.as_ref().unwrap_or(&self.embed)
-    }
-
-    /// Bytes of weights read per token.
-    pub fn bytes(&self) -> usize {
-        let l: usize = self
-            .layers
-            .iter()
-            .map(|l| {
-                [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down]
-                    .iter()
-                    .map(|m| m.bytes())
-                    .sum::<usize>()
-            })
-            .sum();
-        l + self.output().bytes()
     }
 }
