@@ -23,6 +23,9 @@ use crate::tls::Identity;
 const MAX_CONNECTIONS: usize = 256;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a closing connection keeps discarding what the client still
+/// sends (see [`linger`]).
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Serves `app` until a stop request arrives on `stop`.
 pub async fn serve(
@@ -79,13 +82,37 @@ pub async fn serve(
                         return;
                     };
                     let app = app.layer(axum::Extension(crate::api::SessionExporter(exporter)));
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    let served = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(HEADER_TIMEOUT)
                         .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app))
+                        .without_shutdown()
                         .await;
+                    if let Ok(parts) = served {
+                        linger(parts.io.into_inner()).await;
+                    }
                 });
             }
         }
     }
+}
+
+/// Closes a connection the way nginx's `lingering_close` does: close_notify
+/// and FIN first, then discard what the client is still sending until it
+/// closes too, for at most [`LINGER_TIMEOUT`].
+///
+/// Without this, a connection closed with unread request bytes (a body over
+/// [`crate::api::MAX_BODY`] is answered 413 before it is read) makes the
+/// kernel send a reset instead of a FIN, and a client still writing its body
+/// sees a broken pipe instead of the 413 that was already sent.
+async fn linger(mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(LINGER_TIMEOUT, async {
+        tls.shutdown().await?;
+        let (mut tcp, _) = tls.into_inner();
+        let mut sink = [0u8; 16 << 10];
+        while tcp.read(&mut sink).await? > 0 {}
+        std::io::Result::Ok(())
+    })
+    .await;
 }

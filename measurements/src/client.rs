@@ -71,7 +71,11 @@ pub fn request(
     let mut raw = Vec::new();
     // A peer that closes without close_notify after a complete response is
     // fine: the length is checked below.
-    let read = tls.read_to_end(&mut raw);
+    let read = match sent {
+        Ok(()) => tls.read_to_end(&mut raw),
+        // rustls' own reads would first retry the write that failed.
+        Err(_) => read_without_flushing(&mut tls.conn, &mut tls.sock, &mut raw),
+    };
     match (sent, read) {
         (Err(e), _) if raw.is_empty() => return Err(io("sending the body")(e)),
         (_, Ok(_)) => {}
@@ -80,6 +84,29 @@ pub fn request(
         (_, Err(e)) => return Err(io("reading the response")(e)),
     }
     parse_response(&raw)
+}
+
+/// Reads the rest of a response after a write failed. `Stream::read` would
+/// first flush the TLS records the failed write left queued, fail the same
+/// way, and never reach the response that may already be here.
+fn read_without_flushing(
+    conn: &mut rustls::ClientConnection,
+    sock: &mut TcpStream,
+    raw: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    let start = raw.len();
+    loop {
+        match conn.reader().read_to_end(raw) {
+            Ok(_) => return Ok(raw.len() - start),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        if conn.read_tls(sock)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        conn.process_new_packets()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    }
 }
 
 /// The server's certificate in PEM, after checking it is the pinned one
