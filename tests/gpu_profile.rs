@@ -1,14 +1,108 @@
-//! The GPU profile's refusal, end to end: the CPU image with
-//! `cocoon.gpu=required` added to its command line (manifest updated to
-//! match, as a GPU image's would be) boots under `--dev`, finds no NVIDIA
-//! module, says so on the console, and powers off; the host reports the
-//! reason. No GPU image build is needed.
+//! The GPU profile's refusals, end to end under `--dev` (no GPU here):
+//!
+//! - the GPU image itself (`cargo xtask build --profile gpu`): the NVIDIA
+//!   modules the build compiled load into the pinned kernel, find no GPU,
+//!   and the guest says so and powers off;
+//! - the CPU image with `cocoon.gpu=required` added to its command line
+//!   (manifest updated to match): no NVIDIA module at all, same refusal.
+//!
+//! The host reports the guest's reason in both.
 
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use cocoon_image::digest::Sha256;
-use cocoon_tests::{copy_image, host_bin, image, require_qemu};
+use cocoon_tests::{copy_image, host_bin, image, require_qemu, root, xtask_in};
+
+/// `cargo xtask build --profile gpu`, once per test process.
+fn gpu_image() -> &'static Path {
+    static IMAGE: OnceLock<std::path::PathBuf> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let out = xtask_in(&root(), &["build", "--profile", "gpu"]);
+        assert!(
+            out.status.success(),
+            "cargo xtask build --profile gpu failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        root().join("target/cocoon/gpu")
+    })
+}
+
+/// `cocoon-host boot --dev` of `img`, which must power off by itself within
+/// the deadline; its exit status and what the host printed.
+fn boot_until_it_stops(img: &Path, name: &str, tmp: &Path) -> (ExitStatus, String) {
+    // Spawned with a deadline: a guest that ignored `cocoon.gpu` would
+    // serve, and `boot` would supervise it forever.
+    let run = tmp.join("run");
+    let log = tmp.join("host.log");
+    let mut child = Command::new(host_bin())
+        .args(["boot", "--image"])
+        .arg(img)
+        .args(["--name", name, "--run-dir"])
+        .arg(&run)
+        .args(["--dev", "--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = Command::new(host_bin())
+                .args(["stop", "--name", name, "--run-dir"])
+                .arg(&run)
+                .status();
+            let _ = child.kill();
+            panic!(
+                "a GPU image without a GPU did not power off:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    (status, std::fs::read_to_string(&log).unwrap())
+}
+
+#[test]
+fn the_gpu_image_without_a_gpu_powers_off_saying_why() {
+    require_qemu();
+    let img = gpu_image();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(img.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["profile"], "gpu");
+    let files = manifest["initramfs"]["files"].as_array().unwrap();
+    for wanted in [
+        "/updates/dkms/nvidia.ko",
+        "/updates/dkms/nvidia-uvm.ko",
+        "lib/firmware/nvidia/",
+        "lib/x86_64-linux-gnu/libcuda.so.1",
+        "lib/x86_64-linux-gnu/libnvidia-ml.so.1",
+    ] {
+        assert!(
+            files
+                .iter()
+                .any(|f| f["path"].as_str().unwrap().contains(wanted)),
+            "the GPU initramfs lists no {wanted}"
+        );
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (status, err) = boot_until_it_stops(img, "gpu-image", tmp.path());
+    assert!(!status.success(), "{err}");
+    // nvidia.ko loaded far enough to look for a device: its vermagic,
+    // symbols and format suit the pinned kernel.
+    assert!(
+        err.contains("the guest stopped") && err.contains("no NVIDIA GPU"),
+        "{err}"
+    );
+    let reason = err.lines().find(|l| l.contains("no NVIDIA GPU"));
+    eprintln!("{}", reason.unwrap_or_default());
+}
 
 #[test]
 fn a_gpu_image_without_an_nvidia_module_powers_off_saying_why() {
@@ -33,39 +127,7 @@ fn a_gpu_image_without_an_nvidia_module_powers_off_saying_why() {
     }
     std::fs::write(&manifest_path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
 
-    // Spawned with a deadline: a guest that ignored `cocoon.gpu` would
-    // serve, and `boot` would supervise it forever.
-    let run = tmp.path().join("run");
-    let log = tmp.path().join("host.log");
-    let mut child = Command::new(host_bin())
-        .args(["boot", "--image"])
-        .arg(&img)
-        .args(["--name", "gpu-required", "--run-dir"])
-        .arg(&run)
-        .args(["--dev", "--port", "0"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = Command::new(host_bin())
-                .args(["stop", "--name", "gpu-required", "--run-dir"])
-                .arg(&run)
-                .status();
-            let _ = child.kill();
-            panic!(
-                "a GPU image without a GPU did not power off:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let err = std::fs::read_to_string(&log).unwrap();
+    let (status, err) = boot_until_it_stops(&img, "gpu-required", tmp.path());
     assert!(!status.success(), "{err}");
     assert!(
         err.contains("the guest stopped") && err.contains("no NVIDIA module"),

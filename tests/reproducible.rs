@@ -78,17 +78,24 @@ fn a_release_from_one_checkout_verifies_byte_for_byte_in_another() {
     let started = Instant::now();
     let (code, stdout, stderr) = release::verify(&b, tmp.path(), &bundle, &key.public);
     eprintln!("verify (cold): {:.0} s", started.elapsed().as_secs_f64());
-    let (img_a, img_b) = (
-        a.join("target/cocoon/cpu"),
-        b.join("target/cocoon/verify/out/cpu"),
-    );
-    for name in [
-        "vmlinuz",
-        "initrd.img",
-        "cmdline",
-        "OVMF.fd",
-        "manifest.json",
-    ] {
+    // Every profile: the GPU one's NVIDIA modules are compiled in each
+    // checkout, at another path.
+    let pairs = ["cpu", "gpu"].map(|profile| {
+        (
+            a.join("target/cocoon").join(profile),
+            b.join("target/cocoon/verify/out").join(profile),
+        )
+    });
+    for ((img_a, img_b), name) in pairs.iter().flat_map(|pair| {
+        [
+            "vmlinuz",
+            "initrd.img",
+            "cmdline",
+            "OVMF.fd",
+            "manifest.json",
+        ]
+        .map(|name| (pair, name))
+    }) {
         let (Ok(x), Ok(y)) = (
             std::fs::read(img_a.join(name)),
             std::fs::read(img_b.join(name)),
@@ -111,10 +118,12 @@ fn a_release_from_one_checkout_verifies_byte_for_byte_in_another() {
     }
     assert_eq!(code, Some(0), "verify:\n{stdout}\n{stderr}");
     assert!(
-        stdout.contains("cpu/initrd.img") && !stdout.contains("MISMATCH"),
+        stdout.contains("cpu/initrd.img")
+            && stdout.contains("gpu/initrd.img")
+            && !stdout.contains("MISMATCH"),
         "{stdout}"
     );
-    let manifest = cocoon_image::manifest::Manifest::load(&img_a).unwrap();
+    let manifest = cocoon_image::manifest::Manifest::load(&pairs[0].0).unwrap();
     assert!(!manifest.git.dirty, "the checkouts are clean commits");
     let init = manifest
         .initramfs

@@ -1,8 +1,8 @@
 //! Image profiles: what each kind of image contains.
 //!
 //! A profile is data, not code paths: the kernel input it boots, the
-//! modules its `/init` loads, the measured kernel command line. The GPU
-//! profile will add the NVIDIA driver files here.
+//! modules its `/init` loads, the measured kernel command line, and for the
+//! GPU profile the NVIDIA driver stack ([`GpuStack`]).
 
 /// One image profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,192 @@ pub struct Profile {
     pub measured_vcpus: (u32, u32),
     pub measured_cpu_types: &'static [&'static str],
     pub guest_features: u64,
+    /// The NVIDIA driver stack, for a GPU image.
+    pub gpu: Option<&'static GpuStack>,
 }
+
+/// What a GPU image adds: open kernel modules compiled by the build against
+/// the pinned kernel's headers, and the files the driver loads at run time.
+#[derive(Debug, PartialEq, Eq)]
+pub struct GpuStack {
+    /// The `inputs.lock` input holding the modules' DKMS source.
+    pub module_source: DebInput,
+    /// The modules built from it that the image loads, in load order.
+    pub modules: &'static [&'static str],
+    /// Packages whose files the image carries as they are.
+    pub runtime: &'static [DebInput],
+    /// The most the uncompressed initramfs may weigh, in bytes.
+    pub initramfs_budget: u64,
+}
+
+/// One Debian binary package an image takes files from.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DebInput {
+    /// Its name in `inputs.lock`.
+    pub name: &'static str,
+    pub package: &'static str,
+    /// Where `cargo xtask lock` looks for it.
+    pub suite: &'static str,
+    pub component: &'static str,
+    /// Whether it is part of the NVIDIA driver release, whose packages must
+    /// all be of one version (the modules, firmware and libraries talk a
+    /// private, per-release protocol).
+    pub nvidia: bool,
+    /// `(path in the package, path in the image)`; `{upstream}` stands for
+    /// the package's upstream version (`550.163.01` of `550.163.01-4`).
+    pub files: &'static [(&'static str, &'static str)],
+}
+
+impl DebInput {
+    /// `files` with `{upstream}` filled in from the Debian `version`.
+    pub fn resolved_files(&self, version: &str) -> Vec<(String, String)> {
+        let upstream = upstream_version(version);
+        self.files
+            .iter()
+            .map(|(from, to)| {
+                (
+                    from.replace("{upstream}", upstream),
+                    to.replace("{upstream}", upstream),
+                )
+            })
+            .collect()
+    }
+}
+
+/// `550.163.01` from `550.163.01-4~bpo13+1`, `2.36` from `2.36-9+deb12u14`.
+pub fn upstream_version(version: &str) -> &str {
+    let no_epoch = version.split_once(':').map_or(version, |(_, v)| v);
+    no_epoch.rsplit_once('-').map_or(no_epoch, |(u, _)| u)
+}
+
+/// The header packages a kernel release's out-of-tree modules build against:
+/// the flavour's, the common tree it includes, and kbuild's tools.
+pub fn kernel_header_packages(release: &str) -> Result<[String; 3], String> {
+    // 6.12.95+deb12-cloud-amd64 → 6.12.95+deb12 and its flavour.
+    let (base, _flavour) = release
+        .split_once('-')
+        .ok_or_else(|| format!("kernel release `{release}` has no flavour"))?;
+    Ok([
+        format!("linux-headers-{release}"),
+        format!("linux-headers-{base}-common"),
+        format!("linux-kbuild-{base}"),
+    ])
+}
+
+/// The `inputs.lock` names of [`kernel_header_packages`], in that order.
+pub const KERNEL_HEADER_INPUTS: [&str; 3] =
+    ["kernel-headers", "kernel-headers-common", "kernel-kbuild"];
+
+/// R550, the first branch where H100 confidential computing is generally
+/// available; Debian ships it in trixie(-backports), and its libraries need
+/// only glibc 2.34.
+pub const NVIDIA_R550: GpuStack = GpuStack {
+    module_source: DebInput {
+        name: "nvidia-kernel-source",
+        package: "nvidia-open-kernel-dkms",
+        suite: "trixie-backports",
+        component: "contrib",
+        nvidia: true,
+        files: &[],
+    },
+    modules: &["nvidia", "nvidia-uvm"],
+    runtime: &[
+        // GH100's GSP firmware (gsp_tu10x.bin is for Turing).
+        DebInput {
+            name: "nvidia-firmware",
+            package: "firmware-nvidia-gsp",
+            suite: "trixie-backports",
+            component: "non-free-firmware",
+            nvidia: true,
+            files: &[(
+                "usr/lib/firmware/nvidia/{upstream}/gsp_ga10x.bin",
+                "lib/firmware/nvidia/{upstream}/gsp_ga10x.bin",
+            )],
+        },
+        DebInput {
+            name: "nvidia-libcuda",
+            package: "libcuda1",
+            suite: "trixie-backports",
+            component: "non-free",
+            nvidia: true,
+            files: &[(
+                "usr/lib/x86_64-linux-gnu/nvidia/current/libcuda.so.{upstream}",
+                "lib/x86_64-linux-gnu/libcuda.so.1",
+            )],
+        },
+        // NVML: the CC state, the evidence, the ready state.
+        DebInput {
+            name: "nvidia-libnvml",
+            package: "libnvidia-ml1",
+            suite: "trixie-backports",
+            component: "non-free",
+            nvidia: true,
+            files: &[(
+                "usr/lib/x86_64-linux-gnu/nvidia/current/libnvidia-ml.so.{upstream}",
+                "lib/x86_64-linux-gnu/libnvidia-ml.so.1",
+            )],
+        },
+        // libcuda opens it for the CC-mode session crypto.
+        DebInput {
+            name: "nvidia-pkcs11",
+            package: "libnvidia-pkcs11-openssl3",
+            suite: "trixie-backports",
+            component: "non-free",
+            nvidia: true,
+            files: &[(
+                "usr/lib/x86_64-linux-gnu/libnvidia-pkcs11-openssl3.so.{upstream}",
+                "lib/x86_64-linux-gnu/libnvidia-pkcs11-openssl3.so.{upstream}",
+            )],
+        },
+        DebInput {
+            name: "libcrypto",
+            package: "libssl3",
+            suite: "bookworm",
+            component: "main",
+            nvidia: false,
+            files: &[(
+                "usr/lib/x86_64-linux-gnu/libcrypto.so.3",
+                "lib/x86_64-linux-gnu/libcrypto.so.3",
+            )],
+        },
+        // What the libraries above link: the glibc the guest's static
+        // binary was built with (the build checks the version).
+        DebInput {
+            name: "glibc",
+            package: "libc6",
+            suite: "bookworm",
+            component: "main",
+            nvidia: false,
+            files: &[
+                (
+                    "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+                    "lib64/ld-linux-x86-64.so.2",
+                ),
+                (
+                    "lib/x86_64-linux-gnu/libc.so.6",
+                    "lib/x86_64-linux-gnu/libc.so.6",
+                ),
+                (
+                    "lib/x86_64-linux-gnu/libm.so.6",
+                    "lib/x86_64-linux-gnu/libm.so.6",
+                ),
+                (
+                    "lib/x86_64-linux-gnu/libdl.so.2",
+                    "lib/x86_64-linux-gnu/libdl.so.2",
+                ),
+                (
+                    "lib/x86_64-linux-gnu/libpthread.so.0",
+                    "lib/x86_64-linux-gnu/libpthread.so.0",
+                ),
+                (
+                    "lib/x86_64-linux-gnu/librt.so.1",
+                    "lib/x86_64-linux-gnu/librt.so.1",
+                ),
+            ],
+        },
+    ],
+    initramfs_budget: 160 << 20,
+};
 
 /// Inference on the CPU: the profile every machine can build and boot.
 pub const CPU: Profile = Profile {
@@ -47,9 +232,23 @@ pub const CPU: Profile = Profile {
     measured_cpu_types: &["EPYC-v4", "EPYC-Milan", "EPYC-Genoa", "EPYC-Turin"],
     // SNPActive: what QEMU >= 9.1 sets.
     guest_features: 0x1,
+    gpu: None,
 };
 
-pub const ALL: &[Profile] = &[CPU];
+/// Inference on an NVIDIA GPU in confidential-computing mode: the CPU
+/// profile plus the driver stack, with `cocoon.gpu=required` measured so
+/// that the image refuses a GPU outside CC mode (see guest/src/gpu).
+pub const GPU: Profile = Profile {
+    name: "gpu",
+    cmdline: "console=ttyS0 quiet panic=-1 cocoon.gpu=required",
+    // 38 MiB today: the GSP firmware (37 MB) and libcuda (29 MB) are most
+    // of the 106 MiB it unpacks to.
+    initrd_budget: 48 << 20,
+    gpu: Some(&NVIDIA_R550),
+    ..CPU
+};
+
+pub const ALL: &[Profile] = &[CPU, GPU];
 
 pub fn by_name(name: &str) -> Option<&'static Profile> {
     ALL.iter().find(|p| p.name == name)
@@ -85,6 +284,40 @@ mod tests {
             assert_eq!(by_name(p.name), Some(p));
         }
         assert_eq!(by_name("tpu"), None);
+    }
+
+    #[test]
+    fn versions_and_header_packages() {
+        assert_eq!(upstream_version("550.163.01-4~bpo13+1"), "550.163.01");
+        assert_eq!(upstream_version("2.36-9+deb12u14"), "2.36");
+        assert_eq!(upstream_version("1:2.0-1"), "2.0");
+        assert_eq!(upstream_version("7"), "7");
+        let [flavour, common, kbuild] =
+            kernel_header_packages("6.12.95+deb12-cloud-amd64").unwrap();
+        assert_eq!(flavour, "linux-headers-6.12.95+deb12-cloud-amd64");
+        assert_eq!(common, "linux-headers-6.12.95+deb12-common");
+        assert_eq!(kbuild, "linux-kbuild-6.12.95+deb12");
+        assert!(kernel_header_packages("6.12").is_err());
+    }
+
+    #[test]
+    fn gpu_inputs_have_unique_names_and_image_paths() {
+        let stack = GPU.gpu.unwrap();
+        let mut names = std::collections::BTreeSet::new();
+        let mut paths = std::collections::BTreeSet::new();
+        for input in std::iter::once(&stack.module_source).chain(stack.runtime) {
+            assert!(names.insert(input.name), "{}", input.name);
+            for (from, to) in input.resolved_files("550.163.01-4") {
+                assert!(!from.contains('{') && !to.contains('{'), "{from} {to}");
+                crate::lock::check_relative_path(&to).unwrap();
+                assert!(paths.insert(to));
+            }
+        }
+        for name in KERNEL_HEADER_INPUTS {
+            assert!(names.insert(name), "{name}");
+        }
+        assert!(GPU.cmdline.split(' ').any(|w| w == "cocoon.gpu=required"));
+        assert_eq!(CPU.gpu, None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use xshell::Shell;
 
 use crate::inputs::Fetcher;
 use crate::progress::Step;
-use crate::{env, firmware, guest, measure};
+use crate::{env, firmware, gpu, guest, measure};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -64,10 +64,13 @@ struct KernelParts {
     modules_dep: String,
 }
 
+/// `built`: modules the build compiled, as `(file name, path)`; they go
+/// under `updates/dkms/`, where Debian's DKMS would install them.
 fn kernel_parts(
     fetcher: &mut Fetcher,
     pkg: &PinnedPackage,
     profile: &Profile,
+    built: &[(String, PathBuf)],
 ) -> Result<KernelParts> {
     let files = fetcher.files(pkg)?;
     let (vmlinuz_path, release) = kernel_release(pkg)?;
@@ -75,21 +78,26 @@ fn kernel_parts(
     let mut infos = BTreeMap::new();
     let mut rel_path = BTreeMap::new();
     let mut cache_path = BTreeMap::new();
-    for (path, blob) in &files {
+    let built = built
+        .iter()
+        .map(|(name, path)| (format!("{prefix}updates/dkms/{name}"), path.clone()));
+    for (path, blob) in files.clone().into_iter().chain(built) {
         let Some(rel) = path.strip_prefix(&prefix) else {
             continue;
         };
-        if kmod::name_from_path(path).is_none() {
+        if kmod::name_from_path(&path).is_none() {
             continue;
         }
-        let bytes = fs::read(blob)?;
-        let info = kmod::modinfo(path, &bytes)?;
-        kmod::check_vermagic(path, &info, &release)?;
+        let bytes = fs::read(&blob)?;
+        let info = kmod::modinfo(&path, &bytes)?;
+        kmod::check_vermagic(&path, &info, &release)?;
         rel_path.insert(info.name.clone(), rel.to_string());
         cache_path.insert(info.name.clone(), blob.clone());
         infos.insert(info.name.clone(), info);
     }
-    let order = kmod::load_order(profile.modules, &infos)?;
+    let gpu_modules = profile.gpu.map_or(&[][..], |g| g.modules);
+    let roots: Vec<&str> = profile.modules.iter().chain(gpu_modules).copied().collect();
+    let order = kmod::load_order(&roots, &infos)?;
     let modules_dep = kmod::modules_dep(&order, &infos, &rel_path);
     Ok(KernelParts {
         release,
@@ -153,7 +161,13 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
         &lock,
         &root.join("target/cocoon/apt"),
     );
-    let kernel = kernel_parts(&mut fetcher, kernel_pkg, profile)?;
+    let (_, release) = kernel_release(kernel_pkg)?;
+    let gpu = match profile.gpu {
+        Some(stack) => Some(gpu::parts(sh, root, &mut fetcher, &lock, stack, &release)?),
+        None => None,
+    };
+    let built_modules = gpu.as_ref().map_or(&[][..], |g| &g.modules[..]);
+    let kernel = kernel_parts(&mut fetcher, kernel_pkg, profile, built_modules)?;
     let firmware_src = lock.source(profile.firmware_input)?;
     let firmware = firmware::firmware(sh, &mut fetcher, firmware_src)?;
     let ovmf = fs::read(&firmware.path)?;
@@ -173,8 +187,23 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
         0o644,
         kernel.modules_dep.clone().into_bytes(),
     )?;
+    if let Some(gpu) = &gpu {
+        for (path, blob) in &gpu.files {
+            tree.add_file(path, 0o644, fs::read(blob)?)?;
+        }
+    }
     let cpio = tree.cpio(git.source_date_epoch as u32);
     let cpio_sha = Sha256::of(&cpio);
+    if let Some(stack) = profile.gpu
+        && cpio.len() as u64 > stack.initramfs_budget
+    {
+        bail!(
+            "the {} initramfs is {} bytes uncompressed, over its budget of {} bytes",
+            profile.name,
+            cpio.len(),
+            stack.initramfs_budget
+        );
+    }
 
     // Compression is the slow part: reuse the last result when the archive
     // is the same and the image on disk still matches its manifest.
@@ -250,7 +279,9 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
             firmware_tools: firmware.tools,
         },
         cmdline: cmdline.clone(),
-        inputs: vec![used_input(kernel_pkg, &kernel)],
+        inputs: std::iter::once(used_input(kernel_pkg, &kernel))
+            .chain(gpu.iter().flat_map(|g| g.inputs.iter().cloned()))
+            .collect(),
         sources: vec![firmware_src.clone()],
         artifacts: artifacts
             .iter()

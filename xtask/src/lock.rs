@@ -38,6 +38,11 @@ pub struct Args {
     /// The suite that serves the firmware's source.
     #[arg(long, default_value = "trixie")]
     firmware_suite: String,
+    /// The Debian version of the NVIDIA driver packages (modules, firmware,
+    /// libraries: all of one version). Default: the one pinned now, else
+    /// the newest the GPU profile's suite serves.
+    #[arg(long)]
+    nvidia: Option<String>,
 }
 
 /// `(package, Some(version))` from `PKG[=VER]`, else what `current` pins.
@@ -206,6 +211,122 @@ fn pin_source(
     })
 }
 
+/// Downloads `package=version`, hashes it and the files the image takes
+/// from it (`(path in the package, path in the image)`; only the first is
+/// pinned).
+#[allow(clippy::too_many_arguments)]
+fn pin_deb(
+    apt: &mut PrivateApt,
+    cache: &Cache,
+    apt_dir: &Path,
+    name: &str,
+    package: &str,
+    version: &str,
+    suite: &str,
+    component: &str,
+    files: &[(String, String)],
+) -> Result<PinnedPackage> {
+    let step = Step::start(format!("downloading {package}={version}"));
+    let tmp = tempfile::tempdir_in(apt_dir)?;
+    let pin = PinnedPackage {
+        name: name.into(),
+        package: package.into(),
+        version: version.into(),
+        suite: suite.into(),
+        component: component.into(),
+        sha256: Sha256::of(b""),
+        size: 0,
+        files: vec![],
+    };
+    let deb_path = apt.download(&pin, tmp.path(), Path::new("(not pinned yet)"))?;
+    let (sha256, size) = Sha256::of_file(&deb_path)?;
+    cache.put_file(&deb_path, &sha256, &pin.apt_spec())?;
+    let wanted: BTreeSet<String> = files.iter().map(|(from, _)| from.clone()).collect();
+    let found = deb::extract(&deb_path, &wanted)?;
+    step.done(&format!("sha256 {sha256}, {} files", found.len()));
+    Ok(PinnedPackage {
+        sha256,
+        size,
+        files: found
+            .iter()
+            .map(|(path, bytes)| PinnedFile {
+                path: path.clone(),
+                sha256: Sha256::of(bytes),
+                size: bytes.len() as u64,
+            })
+            .collect(),
+        ..pin
+    })
+}
+
+/// The GPU profiles' inputs: the NVIDIA packages (all at `nvidia`), the
+/// kernel headers their modules build against, and the libraries the
+/// driver links.
+fn pin_gpu(
+    apt: &mut PrivateApt,
+    cache: &Cache,
+    apt_dir: &Path,
+    current: Option<&InputsLock>,
+    nvidia: &Option<String>,
+    kernel: &PinnedPackage,
+) -> Result<Vec<PinnedPackage>> {
+    let mut pinned = Vec::new();
+    for stack in profile::ALL.iter().filter_map(|p| p.gpu) {
+        let src = &stack.module_source;
+        let current_version = |name: &str| {
+            current
+                .and_then(|l| l.package(name).ok())
+                .map(|p| p.version.clone())
+        };
+        let nvidia_version = match nvidia {
+            Some(v) => resolve(apt, src.package, Some(v.clone()), src.suite)?,
+            None => match current_version(src.name) {
+                Some(v) => v,
+                None => resolve(apt, src.package, None, src.suite)?,
+            },
+        };
+        for input in std::iter::once(src).chain(stack.runtime) {
+            let version = if input.nvidia {
+                nvidia_version.clone()
+            } else {
+                match current_version(input.name) {
+                    Some(v) => v,
+                    None => resolve(apt, input.package, None, input.suite)?,
+                }
+            };
+            pinned.push(pin_deb(
+                apt,
+                cache,
+                apt_dir,
+                input.name,
+                input.package,
+                &version,
+                input.suite,
+                input.component,
+                &input.resolved_files(&version),
+            )?);
+        }
+    }
+    if !pinned.is_empty() {
+        let (_, release) = crate::build::kernel_release(kernel)?;
+        let packages = profile::kernel_header_packages(&release).map_err(anyhow::Error::msg)?;
+        for (name, package) in profile::KERNEL_HEADER_INPUTS.iter().zip(packages) {
+            pinned.push(pin_deb(
+                apt,
+                cache,
+                apt_dir,
+                name,
+                &package,
+                &kernel.version,
+                &kernel.suite,
+                &kernel.component,
+                &[],
+            )?);
+        }
+    }
+    Ok(pinned)
+}
+
 pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     let lock_path = root.join(LOCK_PATH);
     let current = InputsLock::load(&lock_path).ok();
@@ -224,25 +345,40 @@ pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
 
     let mirror = apt::system_mirror()?;
     let apt_dir = root.join("target/cocoon/apt-lock");
+    let mut suites = vec![(args.kernel_suite.clone(), "main".to_string())];
+    for stack in profile::ALL.iter().filter_map(|p| p.gpu) {
+        for input in std::iter::once(&stack.module_source).chain(stack.runtime) {
+            suites.push((input.suite.into(), input.component.into()));
+        }
+    }
     let mut apt = PrivateApt::create(
         &apt_dir,
         &mirror,
-        &[(args.kernel_suite.clone(), "main".into())],
+        &suites,
         &[(args.firmware_suite.clone(), "main".into())],
     )?;
     let kernel_ver = resolve(&mut apt, &kernel_pkg, kernel_ver, &args.kernel_suite)?;
     let fw_ver = resolve(&mut apt, &fw_pkg, fw_ver, &args.firmware_suite)?;
     let cache = Cache::open_default()?;
+    let kernel = pin_kernel(
+        &mut apt,
+        &cache,
+        &apt_dir,
+        &kernel_pkg,
+        &kernel_ver,
+        &args.kernel_suite,
+    )?;
+    let gpu = pin_gpu(
+        &mut apt,
+        &cache,
+        &apt_dir,
+        current.as_ref(),
+        &args.nvidia,
+        &kernel,
+    )?;
     let lock = InputsLock {
         schema: LOCK_SCHEMA,
-        packages: vec![pin_kernel(
-            &mut apt,
-            &cache,
-            &apt_dir,
-            &kernel_pkg,
-            &kernel_ver,
-            &args.kernel_suite,
-        )?],
+        packages: std::iter::once(kernel).chain(gpu).collect(),
         sources: vec![pin_source(
             &mut apt,
             &cache,

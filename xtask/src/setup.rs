@@ -27,6 +27,8 @@ const PACKAGES: &[(&str, Option<&str>, &str)] = &[
     ),
     ("build-essential", None, "command -v cc && command -v make"),
     ("dpkg-dev", None, "command -v dpkg-deb"),
+    // The GPU profile compiles NVIDIA's modules with the kernel's kbuild.
+    ("bc", None, "command -v bc"),
     // The SNP firmware build (edk2).
     ("nasm", None, "command -v nasm"),
     ("acpica-tools", None, "command -v iasl"),

@@ -76,20 +76,28 @@ pub fn run_command(sh: &Shell, root: &Path, args: &CommandArgs) -> ExitCode {
     if !args.chain.chain {
         return ExitCode::SUCCESS;
     }
-    let mut chain = args.chain.clone();
-    if chain.image.is_none()
-        && let Some(release) = &args.release
-    {
-        // The rebuilt release's cpu profile: its manifest is the one checked.
-        chain.image = Some(release.join("cpu"));
-    }
-    match crate::chain::run_verify(root, &chain) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    // Against the chain: the image named, else every profile of the
+    // release (each has its own manifest and measurements).
+    let images: Vec<Option<PathBuf>> = match (&args.chain.image, &args.release) {
+        (None, Some(release)) => cocoon_image::profile::ALL
+            .iter()
+            .map(|p| release.join(p.name))
+            .filter(|dir| dir.is_dir())
+            .map(Some)
+            .collect(),
+        (image, _) => vec![image.clone()],
+    };
+    for image in images {
+        let chain = crate::chain::VerifyArgs {
+            image,
+            ..args.chain.clone()
+        };
+        if let Err(e) = crate::chain::run_verify(root, &chain) {
             eprintln!("xtask: error: {e:#}");
-            ExitCode::from(1)
+            return ExitCode::from(1);
         }
     }
+    ExitCode::SUCCESS
 }
 
 pub fn run(sh: &Shell, root: &Path, args: &Args) -> ExitCode {
