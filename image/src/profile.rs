@@ -184,9 +184,10 @@ pub const NVIDIA_R550: GpuStack = GpuStack {
             component: "main",
             nvidia: false,
             files: &[
+                // Where `dlopen` looks for libc.so.6's own dependency.
                 (
                     "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
-                    "lib64/ld-linux-x86-64.so.2",
+                    "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
                 ),
                 (
                     "lib/x86_64-linux-gnu/libc.so.6",

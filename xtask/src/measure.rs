@@ -12,9 +12,12 @@ use xshell::Shell;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The image directory [default: target/cocoon/cpu].
+    /// The image directory [default: target/cocoon/<profile>].
     #[arg(long)]
     image: Option<PathBuf>,
+    /// The profile whose built image to measure, when `--image` is not given.
+    #[arg(long, default_value = "cpu", conflicts_with = "image")]
+    profile: String,
     /// vCPUs the guest is launched with.
     #[arg(long)]
     vcpus: u32,
@@ -74,7 +77,7 @@ pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     let dir = args
         .image
         .clone()
-        .unwrap_or_else(|| crate::default_image_dir(root, "cpu"));
+        .unwrap_or_else(|| crate::default_image_dir(root, &args.profile));
     let manifest = Manifest::load(&dir)?;
     manifest.verify_artifacts(&dir)?;
     let shape = LaunchShape {

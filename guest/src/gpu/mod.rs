@@ -2,13 +2,14 @@
 //! this one process.
 //!
 //! - [`cmdline`]: `cocoon.gpu=` on the measured command line picks it;
+//! - [`libraries`]: the driver's user-space libraries load from the image;
 //! - [`nodes`]: the /dev nodes the driver needs (no udev here);
 //! - [`nvml`] and [`nvml_types`]: NVML through dlopen;
 //! - [`cc`]: whether the GPU's CC state is acceptable for this image;
 //! - [`evidence`]: each GPU's SPDM evidence for our key, verified here;
 //! - [`probe`]: the host-mode `gpu-probe` command (NVML only).
 //!
-//! Order at boot: modules, nodes, NVML, CC state ([`bring_up`]); then,
+//! Order at boot: libraries, modules, nodes, NVML, CC state ([`bring_up`]); then,
 //! once the TLS key exists, evidence for it, local verification, and only
 //! then the GPUs-ready state ([`Gpus::attest_for_key`]). Every failure is
 //! an error that `/init` reports on the console before powering off.
@@ -16,6 +17,7 @@
 pub mod cc;
 pub mod cmdline;
 pub mod evidence;
+pub mod libraries;
 pub mod nodes;
 pub mod nvml;
 pub mod nvml_types;
@@ -48,6 +50,7 @@ pub fn mode() -> Result<Option<GpuMode>> {
 /// Loads the NVIDIA modules, makes the device nodes and opens NVML; refuses
 /// a GPU whose CC state this image does not allow.
 pub fn bring_up(mode: GpuMode) -> Result<Gpus> {
+    libraries::check()?;
     let loaded = crate::modules::load_gpu().context("loading the NVIDIA kernel modules")?;
     let bound = nodes::count_gpus(Path::new("/proc/driver/nvidia/gpus"))?;
     let proc_devices = std::fs::read_to_string("/proc/devices").context("reading /proc/devices")?;

@@ -270,7 +270,7 @@ fn c_string(buf: &[c_char]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-fn dlerror() -> String {
+pub(super) fn dlerror() -> String {
     // SAFETY: dlerror returns NULL or a NUL-terminated string.
     let e = unsafe { libc::dlerror() };
     if e.is_null() {
