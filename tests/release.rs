@@ -66,7 +66,7 @@ pub fn stock_tools_accept(r: &Release) {
     );
     assert!(
         said.contains(&format!(
-            "cocoon 0.0.0-test commit {} profiles cpu gpu",
+            "cocoon 0.0.0-test commit {} profiles cpu,gpu",
             r.commit
         )),
         "the trusted comment names version and commit: {said}"

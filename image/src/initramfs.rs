@@ -9,9 +9,10 @@ use crate::digest::Sha256;
 use crate::lock::check_relative_path;
 use crate::newc;
 
-/// zstd level: 19 is the highest level that needs no `--ultra` window and
-/// that the kernel's decompressor takes with its default limits.
-pub const ZSTD_LEVEL: i32 = 19;
+/// The highest zstd level a profile may use: 19 is the highest that needs
+/// no `--ultra` window, which the kernel's decompressor takes with its
+/// default limits.
+pub const MAX_ZSTD_LEVEL: i32 = 19;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitramfsError {
@@ -19,6 +20,8 @@ pub enum InitramfsError {
     Path { path: String, message: String },
     #[error("compressing the initramfs: {0}")]
     Compress(std::io::Error),
+    #[error("zstd level {0} is outside 1..={MAX_ZSTD_LEVEL}")]
+    Level(i32),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,11 +136,15 @@ impl Initramfs {
     }
 }
 
-/// Compresses an archive with fixed parameters: zstd level [`ZSTD_LEVEL`],
-/// one thread, content size and checksum in the frame header.
-pub fn compress(cpio: &[u8]) -> Result<Vec<u8>, InitramfsError> {
+/// Compresses an archive with fixed parameters: zstd `level` (at most
+/// [`MAX_ZSTD_LEVEL`]), one thread, content size and checksum in the frame
+/// header.
+pub fn compress(cpio: &[u8], level: i32) -> Result<Vec<u8>, InitramfsError> {
     use zstd::zstd_safe::CParameter;
-    let mut c = zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(InitramfsError::Compress)?;
+    if !(1..=MAX_ZSTD_LEVEL).contains(&level) {
+        return Err(InitramfsError::Level(level));
+    }
+    let mut c = zstd::bulk::Compressor::new(level).map_err(InitramfsError::Compress)?;
     c.set_parameter(CParameter::ChecksumFlag(true))
         .and_then(|_| c.set_parameter(CParameter::ContentSizeFlag(true)))
         .and_then(|_| c.set_parameter(CParameter::NbWorkers(0)))
@@ -203,8 +210,8 @@ mod tests {
             .unwrap();
         assert_eq!(other.cpio(1), sample().cpio(1));
         assert_eq!(
-            compress(&other.cpio(1)).unwrap(),
-            compress(&sample().cpio(1)).unwrap()
+            compress(&other.cpio(1), MAX_ZSTD_LEVEL).unwrap(),
+            compress(&sample().cpio(1), MAX_ZSTD_LEVEL).unwrap()
         );
     }
 
@@ -220,7 +227,12 @@ mod tests {
     #[test]
     fn compression_round_trips() {
         let cpio = sample().cpio(0);
-        assert_eq!(decompress(&compress(&cpio).unwrap()).unwrap(), cpio);
+        for level in [1, 9, MAX_ZSTD_LEVEL] {
+            assert_eq!(decompress(&compress(&cpio, level).unwrap()).unwrap(), cpio);
+        }
+        for level in [0, 22] {
+            assert!(compress(&cpio, level).is_err(), "level {level}");
+        }
     }
 
     #[test]

@@ -66,7 +66,7 @@ mod tests {
         for (p, d) in files {
             t.add_file(p, 0o644, d.to_vec()).unwrap();
         }
-        initramfs::compress(&t.cpio(1)).unwrap()
+        initramfs::compress(&t.cpio(1), initramfs::MAX_ZSTD_LEVEL).unwrap()
     }
 
     #[test]

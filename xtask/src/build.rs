@@ -219,9 +219,9 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
     } else {
         let step = Step::start(format!(
             "compressing the initramfs (zstd -{})",
-            initramfs::ZSTD_LEVEL
+            profile.zstd_level
         ));
-        let c = initramfs::compress(&cpio)?;
+        let c = initramfs::compress(&cpio, profile.zstd_level)?;
         step.done(&format!("{} → {} bytes", cpio.len(), c.len()));
         c
     };
@@ -295,7 +295,7 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
             compression: format!(
                 "zstd {} level {}",
                 initramfs::zstd_version(),
-                initramfs::ZSTD_LEVEL
+                profile.zstd_level
             ),
             uncompressed_size: cpio.len() as u64,
             uncompressed_sha256: cpio_sha,
