@@ -7,7 +7,7 @@
 //! bytes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use cocoon_image::apt::{self, PrivateApt};
@@ -92,22 +92,8 @@ fn pin_kernel(
     version: &str,
     suite: &str,
 ) -> Result<PinnedPackage> {
-    let step = Step::start(format!("downloading {package}={version}"));
-    let tmp = tempfile::tempdir_in(apt_dir)?;
-    let pin = PinnedPackage {
-        name: "kernel".into(),
-        package: package.to_string(),
-        version: version.to_string(),
-        suite: suite.to_string(),
-        component: "main".into(),
-        sha256: Sha256::of(b""),
-        size: 0,
-        files: vec![],
-    };
-    let deb_path = apt.download(&pin, tmp.path(), Path::new("(not pinned yet)"))?;
-    let (sha256, size) = Sha256::of_file(&deb_path)?;
-    cache.put_file(&deb_path, &sha256, &pin.apt_spec())?;
-    step.done(&format!("sha256 {sha256}"));
+    let to_pin = unpinned("kernel", package, version, suite, "main");
+    let (pin, deb_path) = download(apt, cache, apt_dir, to_pin)?;
 
     let step = Step::start("reading the kernel and its modules");
     let mut files = BTreeMap::new();
@@ -149,8 +135,6 @@ fn pin_kernel(
     }
     step.done(&format!("{} files pinned", pinned.len()));
     Ok(PinnedPackage {
-        sha256,
-        size,
         files: pinned
             .iter()
             .map(|p| PinnedFile {
@@ -211,24 +195,15 @@ fn pin_source(
     })
 }
 
-/// Downloads `package=version`, hashes it and the files the image takes
-/// from it (`(path in the package, path in the image)`; only the first is
-/// pinned).
-#[allow(clippy::too_many_arguments)]
-fn pin_deb(
-    apt: &mut PrivateApt,
-    cache: &Cache,
-    apt_dir: &Path,
+/// A package to pin, before its hashes are known.
+fn unpinned(
     name: &str,
     package: &str,
     version: &str,
     suite: &str,
     component: &str,
-    files: &[(String, String)],
-) -> Result<PinnedPackage> {
-    let step = Step::start(format!("downloading {package}={version}"));
-    let tmp = tempfile::tempdir_in(apt_dir)?;
-    let pin = PinnedPackage {
+) -> PinnedPackage {
+    PinnedPackage {
         name: name.into(),
         package: package.into(),
         version: version.into(),
@@ -237,16 +212,46 @@ fn pin_deb(
         sha256: Sha256::of(b""),
         size: 0,
         files: vec![],
-    };
+    }
+}
+
+/// Downloads `pin`'s `.deb` into the cache; returns `pin` with the `.deb`'s
+/// hash and size, and the cached file.
+fn download(
+    apt: &mut PrivateApt,
+    cache: &Cache,
+    apt_dir: &Path,
+    pin: PinnedPackage,
+) -> Result<(PinnedPackage, PathBuf)> {
+    let step = Step::start(format!("downloading {}", pin.apt_spec()));
+    let tmp = tempfile::tempdir_in(apt_dir)?;
     let deb_path = apt.download(&pin, tmp.path(), Path::new("(not pinned yet)"))?;
     let (sha256, size) = Sha256::of_file(&deb_path)?;
-    cache.put_file(&deb_path, &sha256, &pin.apt_spec())?;
+    let cached = cache.put_file(&deb_path, &sha256, &pin.apt_spec())?;
+    step.done(&format!("sha256 {sha256}"));
+    Ok((
+        PinnedPackage {
+            sha256,
+            size,
+            ..pin
+        },
+        cached,
+    ))
+}
+
+/// Downloads a package and pins it with the files the image takes from it
+/// (`(path in the package, path in the image)`; the first is pinned).
+fn pin_deb(
+    apt: &mut PrivateApt,
+    cache: &Cache,
+    apt_dir: &Path,
+    to_pin: PinnedPackage,
+    files: &[(String, String)],
+) -> Result<PinnedPackage> {
+    let (pin, deb_path) = download(apt, cache, apt_dir, to_pin)?;
     let wanted: BTreeSet<String> = files.iter().map(|(from, _)| from.clone()).collect();
     let found = deb::extract(&deb_path, &wanted)?;
-    step.done(&format!("sha256 {sha256}, {} files", found.len()));
     Ok(PinnedPackage {
-        sha256,
-        size,
         files: found
             .iter()
             .map(|(path, bytes)| PinnedFile {
@@ -294,15 +299,18 @@ fn pin_gpu(
                     None => resolve(apt, input.package, None, input.suite)?,
                 }
             };
-            pinned.push(pin_deb(
-                apt,
-                cache,
-                apt_dir,
+            let to_pin = unpinned(
                 input.name,
                 input.package,
                 &version,
                 input.suite,
                 input.component,
+            );
+            pinned.push(pin_deb(
+                apt,
+                cache,
+                apt_dir,
+                to_pin,
                 &input.resolved_files(&version),
             )?);
         }
@@ -311,17 +319,14 @@ fn pin_gpu(
         let (_, release) = crate::build::kernel_release(kernel)?;
         let packages = profile::kernel_header_packages(&release).map_err(anyhow::Error::msg)?;
         for (name, package) in profile::KERNEL_HEADER_INPUTS.iter().zip(packages) {
-            pinned.push(pin_deb(
-                apt,
-                cache,
-                apt_dir,
+            let to_pin = unpinned(
                 name,
                 &package,
                 &kernel.version,
                 &kernel.suite,
                 &kernel.component,
-                &[],
-            )?);
+            );
+            pinned.push(pin_deb(apt, cache, apt_dir, to_pin, &[])?);
         }
     }
     Ok(pinned)
