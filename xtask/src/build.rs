@@ -206,10 +206,17 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
     }
 
     // Compression is the slow part: reuse the last result when the archive
-    // is the same and the image on disk still matches its manifest.
+    // and the compressor's settings are the same and the image on disk
+    // still matches its manifest.
+    let compression = format!(
+        "zstd {} level {}",
+        initramfs::zstd_version(),
+        profile.zstd_level
+    );
     let previous = Manifest::load(&out).ok();
     let reusable = previous.as_ref().is_some_and(|m| {
         m.initramfs.uncompressed_sha256 == cpio_sha
+            && m.initramfs.compression == compression
             && m.artifact(manifest::INITRD).is_some_and(|a| {
                 Sha256::of_file(&out.join(manifest::INITRD)).ok() == Some((a.sha256, a.size))
             })
@@ -292,11 +299,7 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
             })
             .collect(),
         initramfs: InitramfsInfo {
-            compression: format!(
-                "zstd {} level {}",
-                initramfs::zstd_version(),
-                profile.zstd_level
-            ),
+            compression,
             uncompressed_size: cpio.len() as u64,
             uncompressed_sha256: cpio_sha,
             files: tree.listing(),
