@@ -122,13 +122,27 @@ pub fn stock_tools_accept(r: &Release) {
     );
 }
 
-/// `boot --dev --release` boots the release and stops it cleanly.
-pub fn boots(r: &Release) {
+/// `boot --dev --release` wants a profile named when the release has
+/// several, then boots that one and stops it cleanly.
+pub fn boots(r: &Release, tmp: &Path) {
     let pubkey = r.key.public.display().to_string();
+    let out = host_boot_release(
+        &r.bundle,
+        &tmp.join("no-profile"),
+        &["--dev", "--print-qemu-args", "--pubkey", &pubkey],
+    );
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("several profiles (cpu, gpu): choose one with --profile"),
+        "{err}"
+    );
     let mut vm = BootedVm::boot_with(
         &[
             "--release",
             &r.bundle.display().to_string(),
+            "--profile",
+            "cpu",
             "--pubkey",
             &pubkey,
         ],
@@ -237,7 +251,14 @@ pub fn tampering_is_refused(r: &Release, auditor: &Path, tmp: &Path) {
     let out = host_boot_release(
         &bundle,
         &run,
-        &["--dev", "--print-qemu-args", "--pubkey", &cli_pub],
+        &[
+            "--dev",
+            "--print-qemu-args",
+            "--profile",
+            "gpu",
+            "--pubkey",
+            &cli_pub,
+        ],
     );
     assert!(
         out.status.success(),

@@ -144,7 +144,7 @@ fn a_release_from_one_checkout_verifies_byte_for_byte_in_another() {
         commit: manifest.git.commit.clone(),
     };
     release::stock_tools_accept(&r);
-    release::boots(&r);
+    release::boots(&r, tmp.path());
     release::tampering_is_refused(&r, &b, tmp.path());
     let started = Instant::now();
     release::other_source_is_a_mismatch(&r, &a, &b, tmp.path());

@@ -86,14 +86,21 @@ impl BootedVm {
                 return v.clone();
             }
             let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left.max(Duration::from_millis(1))) {
-                Ok(v) => self.events.push(v),
-                Err(_) => panic!(
-                    "no `{event}` from cocoon-host within {within:?}; saw {:#?}\nserial console:\n{}",
-                    self.events,
-                    std::fs::read_to_string(self.run_dir.join("serial.log")).unwrap_or_default()
-                ),
-            }
+            let why = match self.lines.recv_timeout(left.max(Duration::from_millis(1))) {
+                Ok(v) => {
+                    self.events.push(v);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => format!("within {within:?}"),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    "before it exited (its error is in the test's stderr)".to_string()
+                }
+            };
+            panic!(
+                "no `{event}` from cocoon-host {why}; saw {:#?}\nserial console:\n{}",
+                self.events,
+                std::fs::read_to_string(self.run_dir.join("serial.log")).unwrap_or_default()
+            );
         }
     }
 
