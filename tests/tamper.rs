@@ -63,13 +63,17 @@ fn a_manifest_that_lies_is_refused() {
     );
 }
 
-/// Copies the cached blobs of every pinned input file into a private cache.
+/// Copies the cached blobs of the CPU image's pinned input files (the
+/// kernel's) into a private cache.
 fn private_cache(dest: &Path) -> InputsLock {
     image(); // populates the shared cache
     let lock = InputsLock::load(&root().join("image/inputs.lock")).unwrap();
     let shared = cocoon_image::cache::Cache::open_default().unwrap();
     let private = cocoon_image::cache::Cache::at(dest);
-    for f in lock.packages.iter().flat_map(|p| &p.files) {
+    let kernel = lock
+        .package(cocoon_image::profile::CPU.kernel_input)
+        .unwrap();
+    for f in &kernel.files {
         let blob = shared
             .get(&f.sha256, &f.path)
             .unwrap()
@@ -84,7 +88,9 @@ fn a_flipped_byte_in_a_cached_input_is_refused_with_both_hashes() {
     let tmp = tempfile::tempdir().unwrap();
     let cache_dir = tmp.path().join("cache");
     let lock = private_cache(&cache_dir);
-    let vmlinuz = lock.packages[0]
+    let vmlinuz = lock
+        .package(cocoon_image::profile::CPU.kernel_input)
+        .unwrap()
         .files
         .iter()
         .find(|f| f.path.starts_with("boot/vmlinuz-"))
