@@ -1,18 +1,20 @@
 //! The checks of a signed release, run by `reproducible.rs` on the release
-//! its first checkout made and verified from its second (the builds are
-//! the expensive part: they are made once, there).
+//! it made and verified (the builds are the expensive part: they are made
+//! once, there).
 //!
 //! - the stock tools accept it: `minisign -V`, `sha256sum -c`, the in-toto
 //!   Python bindings on the provenance, `tar` on the tarball;
 //! - `cocoon-host boot --release` boots it;
 //! - every kind of tampering is refused by `boot --release` and `verify`,
 //!   naming the file; a signature by the stock CLI is accepted;
-//! - a release whose `/init` came from other source fails `verify` with a
-//!   mismatch naming `initrd.img` and the cpio entry.
+//! - a release whose `/init` the commit does not build fails `verify` with
+//!   a mismatch naming `initrd.img` and the cpio entry.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+use cocoon_image::initramfs;
 
 use cocoon_tests::release::{
     Key, bundle_files, copy_tree, host_boot_release, minisign_key, minisign_sign, rewrite_sums,
@@ -277,53 +279,65 @@ pub fn tampering_is_refused(r: &Release, auditor: &Path, tmp: &Path) {
     );
 }
 
-/// `/init` built from other source than the signed commit, in an
-/// otherwise well-formed bundle signed by the trusted key: `verify` finds
-/// it and names `initrd.img` and the cpio entry `init`.
-pub fn other_source_is_a_mismatch(r: &Release, releaser: &Path, auditor: &Path, tmp: &Path) {
-    // Change what /init prints, build that dirty tree (it records the same
-    // commit, dirty), and put its image into a copy of the release as if it
-    // were the commit's.
-    let main = releaser.join("guest/src/main.rs");
-    let original = std::fs::read_to_string(&main).unwrap();
-    let changed = original.replace("\"configuring the network\"", "\"setting up the network\"");
-    assert_ne!(
-        original, changed,
-        "the guest's message moved: update this test"
-    );
-    std::fs::write(&main, changed).unwrap();
-    let other = tmp.join("other-source");
-    let out = xtask(
-        releaser,
-        &tmp.join("tmp-a"),
-        "022",
-        &["build", "--out", &other.display().to_string()],
-        &[],
-    );
-    std::fs::write(&main, original).unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-
+/// An `/init` the signed commit does not build, in an otherwise
+/// well-formed bundle signed by the trusted key (a compromised build
+/// machine, or a stolen key): `verify` finds it and names `initrd.img` and
+/// the cpio entry `init`. The forgery is the release's own `/init` with one
+/// of its messages changed in place (same length, so the archive stays
+/// well-formed), recompressed, with the manifest, the provenance and the
+/// checksums rewritten to agree and signed again: everything the signature
+/// covers is consistent, and only the rebuild can tell. (Patching the
+/// binary rather than building other source tests the same comparison
+/// without a third compile of `/init`.)
+pub fn changed_init_is_a_mismatch(r: &Release, auditor: &Path, tmp: &Path) {
     let bundle = tmp.join("forged/cocoon-0.0.0-test");
     copy_tree(&r.bundle, &bundle);
-    let old_initrd = sha256_hex(&bundle.join("cpu/initrd.img"));
-    let old_manifest = sha256_hex(&bundle.join("cpu/manifest.json"));
-    std::fs::copy(other.join("initrd.img"), bundle.join("cpu/initrd.img")).unwrap();
-    let manifest = std::fs::read_to_string(other.join("manifest.json")).unwrap();
-    assert!(manifest.contains("\"dirty\": true"));
+    let initrd = bundle.join("cpu/initrd.img");
+    let manifest_path = bundle.join("cpu/manifest.json");
+    let old_initrd = sha256_hex(&initrd);
+    let old_manifest = sha256_hex(&manifest_path);
+
+    let mut cpio = initramfs::decompress(&std::fs::read(&initrd).unwrap()).unwrap();
+    let (from, to) = (
+        &b"configuring the network"[..],
+        &b"configuring the NETWORK"[..],
+    );
+    let hits: Vec<usize> = cpio
+        .windows(from.len())
+        .enumerate()
+        .filter(|(_, w)| *w == from)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "the guest's message moved or repeats: update this test"
+    );
+    cpio[hits[0]..hits[0] + to.len()].copy_from_slice(to);
+    let forged = initramfs::compress(&cpio, 19).unwrap();
+    std::fs::write(&initrd, &forged).unwrap();
+
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    let artifact = manifest["artifacts"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|a| a["name"] == "initrd.img")
+        .unwrap();
+    artifact["sha256"] = sha256_hex(&initrd).into();
+    artifact["size"] = forged.len().into();
     std::fs::write(
-        bundle.join("cpu/manifest.json"),
-        manifest.replace("\"dirty\": true", "\"dirty\": false"),
+        &manifest_path,
+        serde_json::to_string_pretty(&manifest).unwrap(),
     )
     .unwrap();
     let prov = bundle.join("provenance.intoto.json");
     let p = std::fs::read_to_string(&prov).unwrap();
     std::fs::write(
         &prov,
-        p.replace(&old_initrd, &sha256_hex(&bundle.join("cpu/initrd.img")))
-            .replace(
-                &old_manifest,
-                &sha256_hex(&bundle.join("cpu/manifest.json")),
-            ),
+        p.replace(&old_initrd, &sha256_hex(&initrd))
+            .replace(&old_manifest, &sha256_hex(&manifest_path)),
     )
     .unwrap();
     rewrite_sums(&bundle);
