@@ -462,7 +462,7 @@ fn a_pack_with_one_flipped_byte_never_serves() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("refusing to boot") && err.contains("sha256"),
+        err.contains("refusing to boot") && err.contains("pack hash sha256tree:"),
         "{err}"
     );
 
@@ -485,7 +485,7 @@ fn a_pack_with_one_flipped_byte_never_serves() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("the guest stopped") && err.contains("model pack's sha256"),
+        err.contains("the guest stopped") && err.contains("model pack's hash is sha256tree:"),
         "{err}"
     );
 }

@@ -64,7 +64,7 @@ fn write_manifest(dir: &Path, seed: &str, version: &str) -> Vec<Measurement> {
         })
         .collect();
     let manifest = serde_json::json!({
-        "schema": 1, "name": "cocoon", "version": version, "profile": "cpu",
+        "schema": 2, "name": "cocoon", "version": version, "profile": "cpu",
         "git": {"commit": "0".repeat(40), "dirty": false},
         "source_date_epoch": 0,
         "build": {"rustc": "", "cargo": "", "target": "", "cc": "", "libc": "",

@@ -2,26 +2,27 @@
 //!
 //! The guest reads the pack from a disk the host controls, so it must
 //! never read it twice: it reads every byte into memory, hashes what it
-//! read, compares with the measured hash and only then parses those same
-//! bytes. Two reader threads fill the buffer chunk by chunk while this
-//! thread hashes the chunks in order, so verification costs little more
-//! than the read itself (BENCHMARKS.md has the figures).
+//! read, compares with the measured pack hash and only then parses those
+//! same bytes. The pack hash ([`cocoon_image::packhash`]) hashes 1 MiB
+//! leaves independently, so every core reads leaves and hashes each one
+//! right after reading it, while it is still in the cache; verification
+//! then costs about what the read costs (BENCHMARKS.md has the figures).
 //!
 //! The pack's length comes from its own header (a disk is rounded up to
 //! whole sectors); that header is covered by the hash like everything else,
 //! and the length it claims is bounded by the device before anything is
 //! allocated.
 
-use std::sync::mpsc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use cocoon_image::digest::Sha256;
 use cocoon_image::modelpack::{self, MAGIC, MAX_HEADER};
-use sha2::{Digest, Sha256};
+use cocoon_image::packhash::{self, LEAF};
 
-/// Bytes per read.
-const CHUNK: usize = 1 << 20;
-/// Reads in flight: a single reader copying from the page cache is about
-/// as fast as SHA-256, so with one reader the hasher would wait on it.
-const READERS: usize = 2;
+/// Reader threads at most: beyond this the memory bus, not the cores, is
+/// the bound.
+const MAX_READERS: usize = 8;
 
 /// A source that can be read at any offset (a block device, a file, or
 /// bytes in memory for tests), from several threads at once.
@@ -65,52 +66,19 @@ pub enum VerifyError {
     NotAPack,
     #[error("the model pack's header claims {claimed} bytes but the disk holds {available}")]
     Truncated { claimed: u64, available: u64 },
-    #[error(
-        "the model pack's sha256 is {actual}, but the measured command line requires {expected}"
-    )]
+    #[error("the model pack's hash is {actual}, but the measured command line requires {expected}")]
     Mismatch { expected: String, actual: String },
     #[error("reading the model pack: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Feeds `bytes` to `hash` in pieces, asking for each piece's successor
-/// while the current one is hashed: SHA-256 reads its input serially, and
-/// from memory (rather than cache) it is stalled on every line without
-/// this.
-pub fn update_prefetching(hash: &mut Sha256, bytes: &[u8]) {
-    const PIECE: usize = 4096;
-    const AHEAD: usize = 2 * PIECE;
-    for (i, piece) in bytes.chunks(PIECE).enumerate() {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let next = i * PIECE + AHEAD;
-            for line in (next..(next + PIECE).min(bytes.len())).step_by(64) {
-                // SAFETY: `line` is inside `bytes`; a prefetch reads nothing.
-                unsafe {
-                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                        bytes.as_ptr().add(line) as *const i8,
-                    )
-                };
-            }
-        }
-        hash.update(piece);
-    }
-}
-
-/// sha256 of `bytes` through [`update_prefetching`] (for the benchmark).
-pub fn sha256_prefetching(bytes: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    update_prefetching(&mut h, bytes);
-    h.finalize().into()
-}
-
 /// Reads the pack at the start of `source` (at most `available` bytes),
-/// hashing as it goes; returns the bytes only if their sha256 is
-/// `expected` (lowercase hex).
+/// hashing as it goes; returns the bytes only if their pack hash is
+/// `expected`.
 pub fn read_verified<R: ReadAt + ?Sized>(
     source: &R,
     available: u64,
-    expected: &str,
+    expected: &Sha256,
 ) -> Result<Vec<u8>, VerifyError> {
     let mut fixed = [0u8; 16];
     if source.read_full_at(&mut fixed, 0)? < 16 || &fixed[..8] != MAGIC {
@@ -125,7 +93,7 @@ pub fn read_verified<R: ReadAt + ?Sized>(
         return Err(VerifyError::NotAPack);
     }
     // Only the size is read from the (not yet verified) header; a lie
-    // about it changes the hash.
+    // about it changes the hash, which covers the length.
     let gguf_size = serde_json::from_slice::<serde_json::Value>(&header)
         .ok()
         .and_then(|v| v["gguf"]["size"].as_u64())
@@ -139,72 +107,84 @@ pub fn read_verified<R: ReadAt + ?Sized>(
             available,
         });
     }
-    let total = total as usize;
     let head = fixed.len() + header.len();
-    let mut out = vec![0u8; total];
+    let mut out = vec![0u8; total as usize];
     out[..16].copy_from_slice(&fixed);
     out[16..head].copy_from_slice(&header);
-    let mut hash = Sha256::new();
-    hash.update(&out[..head]);
-    // Readers fill the final buffer, chunk i by reader i % READERS, and
-    // hand each filled chunk over read-only; this thread hashes the chunks
-    // in order as they complete. No byte is copied twice, and no byte is
-    // hashed that is not the byte returned.
-    let got = std::thread::scope(|scope| -> Result<usize, VerifyError> {
-        let (tx, rx) = mpsc::channel::<(usize, std::io::Result<&[u8]>)>();
-        let chunks: Vec<&mut [u8]> = out[head..].chunks_mut(CHUNK).collect();
-        let count = chunks.len();
-        let mut shares: Vec<Vec<(usize, &mut [u8])>> = (0..READERS).map(|_| Vec::new()).collect();
-        for (i, c) in chunks.into_iter().enumerate() {
-            shares[i % READERS].push((i, c));
-        }
-        for share in shares {
-            let tx = tx.clone();
-            scope.spawn(move || {
-                for (i, chunk) in share {
-                    let want = chunk.len();
-                    let r = source
-                        .read_full_at(chunk, (head + i * CHUNK) as u64)
-                        .map(|n| &chunk[..n]);
-                    let stop = r.as_ref().map_or(true, |c| c.len() < want);
-                    if tx.send((i, r)).is_err() || stop {
-                        return;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        let mut arrived: Vec<Option<&[u8]>> = vec![None; count];
-        let (mut next, mut got) = (0, head);
-        while next < count {
-            let Ok((i, r)) = rx.recv() else { break };
-            arrived[i] = Some(r?);
-            while let Some(chunk) = arrived.get(next).copied().flatten() {
-                update_prefetching(&mut hash, chunk);
-                got += chunk.len();
-                next += 1;
-                if chunk.len() < CHUNK && next < count {
-                    // The source ended early.
-                    return Ok(got);
-                }
-            }
-        }
-        Ok(got)
-    })?;
-    if got != total {
-        return Err(VerifyError::Truncated {
-            claimed: total as u64,
-            available: got as u64,
-        });
-    }
-    let actual = hex::encode(hash.finalize());
-    if actual != expected {
+    let leaves = read_leaves(source, &mut out, head)?;
+    let actual = packhash::root(total, &leaves);
+    if actual != *expected {
         return Err(VerifyError::Mismatch {
-            expected: expected.to_string(),
-            actual,
+            expected: packhash::display(expected),
+            actual: packhash::display(&actual),
         });
     }
     Ok(out)
+}
+
+/// Fills `out` from `source` (its first `head` bytes are there already:
+/// they are not read twice) and returns the hash of each leaf. Threads
+/// take leaves from one queue, so a slow read holds up nobody else; each
+/// thread hashes the leaf it has just read. No byte is hashed that is not
+/// the byte returned.
+fn read_leaves<R: ReadAt + ?Sized>(
+    source: &R,
+    out: &mut [u8],
+    head: usize,
+) -> Result<Vec<[u8; 32]>, VerifyError> {
+    let total = out.len();
+    let count = total.div_ceil(LEAF);
+    let readers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_READERS)
+        .min(count.max(1));
+    let queue = Mutex::new(out.chunks_mut(LEAF).enumerate());
+    let failed = AtomicBool::new(false);
+    let read_one = |i: usize, leaf: &mut [u8]| -> Result<[u8; 32], VerifyError> {
+        let start = i * LEAF;
+        let skip = head.saturating_sub(start).min(leaf.len());
+        let got = source.read_full_at(&mut leaf[skip..], (start + skip) as u64)?;
+        if skip + got < leaf.len() {
+            return Err(VerifyError::Truncated {
+                claimed: total as u64,
+                available: (start + skip + got) as u64,
+            });
+        }
+        Ok(packhash::leaf(leaf))
+    };
+    let per_thread = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..readers)
+            .map(|_| {
+                scope.spawn(|| -> Result<Vec<(usize, [u8; 32])>, VerifyError> {
+                    let mut hashed = Vec::new();
+                    while !failed.load(Ordering::Relaxed) {
+                        // The lock is held only to take the next leaf.
+                        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                        let Some((i, leaf)) = next else { break };
+                        match read_one(i, leaf) {
+                            Ok(h) => hashed.push((i, h)),
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    }
+                    Ok(hashed)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("a pack reader thread panicked"))
+            .collect::<Vec<_>>()
+    });
+    let mut leaves = vec![[0u8; 32]; count];
+    for hashed in per_thread {
+        for (i, h) in hashed? {
+            leaves[i] = h;
+        }
+    }
+    Ok(leaves)
 }
 
 /// Reads `len` bytes with one plain read and no hashing: the baseline the
@@ -219,90 +199,150 @@ pub fn read_unverified(mut source: impl std::io::Read, len: u64) -> std::io::Res
 mod tests {
     use super::*;
 
-    fn pack_bytes() -> Vec<u8> {
-        let header = br#"{"gguf":{"size":5}}"#;
+    /// A pack whose GGUF part holds `gguf_len` bytes.
+    fn pack_of(gguf_len: usize) -> Vec<u8> {
+        let header = format!(r#"{{"gguf":{{"size":{gguf_len}}}}}"#);
         let mut b = MAGIC.to_vec();
         b.extend(1u32.to_le_bytes());
         b.extend((header.len() as u32).to_le_bytes());
-        b.extend(header);
+        b.extend(header.as_bytes());
         b.resize(modelpack::data_offset(header.len() as u64) as usize, 0);
-        b.extend(b"GGUF!");
+        b.extend((0..gguf_len).map(|i| (i * 31 % 251) as u8));
         b
     }
 
     #[test]
     fn reads_exactly_the_pack_and_checks_its_hash() {
-        let b = pack_bytes();
-        let sha = hex::encode(Sha256::digest(&b));
+        let b = pack_of(5);
+        let hash = packhash::of_bytes(&b);
         let mut disk = b.clone();
         disk.resize(b.len().next_multiple_of(512), 0); // sector padding
         let n = disk.len() as u64;
-        assert_eq!(read_verified(&disk[..], n, &sha).unwrap(), b);
-        let e = read_verified(&disk[..], n, &"0".repeat(64)).unwrap_err();
+        assert_eq!(read_verified(&disk[..], n, &hash).unwrap(), b);
+        let e = read_verified(&disk[..], n, &Sha256([0; 32])).unwrap_err();
         assert!(matches!(e, VerifyError::Mismatch { .. }), "{e}");
+        assert!(e.to_string().contains("sha256tree:"), "{e}");
+        // The file's plain sha256 is not the pack hash.
+        assert!(read_verified(&disk[..], n, &Sha256::of(&b)).is_err());
     }
 
     #[test]
     fn every_flipped_byte_is_caught() {
-        let b = pack_bytes();
-        let sha = hex::encode(Sha256::digest(&b));
+        let b = pack_of(5);
+        let hash = packhash::of_bytes(&b);
         for i in 0..b.len() {
             let mut t = b.clone();
             t[i] ^= 1;
             let n = t.len() as u64;
-            assert!(read_verified(&t[..], n, &sha).is_err(), "byte {i}");
+            assert!(read_verified(&t[..], n, &hash).is_err(), "byte {i}");
         }
     }
 
     #[test]
-    fn packs_of_many_chunks_are_hashed_in_order() {
-        for gguf_len in [CHUNK, 3 * CHUNK + 12345] {
-            let mut b = pack_bytes();
-            b.truncate(b.len() - 5);
-            let header = format!(r#"{{"gguf":{{"size":{gguf_len}}}}}"#);
-            b.truncate(12);
-            b.extend((header.len() as u32).to_le_bytes());
-            b.extend(header.as_bytes());
-            b.resize(modelpack::data_offset(header.len() as u64) as usize, 0);
-            b.extend((0..gguf_len).map(|i| (i * 31 % 251) as u8));
-            let sha = hex::encode(Sha256::digest(&b));
+    fn packs_of_many_leaves_are_hashed_in_order() {
+        for gguf_len in [LEAF, 3 * LEAF + 12345] {
+            let b = pack_of(gguf_len);
+            let hash = packhash::of_bytes(&b);
             let n = b.len() as u64;
-            assert_eq!(read_verified(&b[..], n, &sha).unwrap(), b);
-            // Chunks swapped (each intact) hash differently.
-            let mut t = b.clone();
+            assert_eq!(read_verified(&b[..], n, &hash).unwrap(), b);
+            // Two halves of a leaf swapped, and two whole leaves swapped
+            // (each intact): both hash differently.
             let at = b.len() - gguf_len;
-            t[at..at + CHUNK / 2].copy_from_slice(&b[at + CHUNK / 2..at + CHUNK]);
-            t[at + CHUNK / 2..at + CHUNK].copy_from_slice(&b[at..at + CHUNK / 2]);
+            let mut t = b.clone();
+            t[at..at + LEAF / 2].copy_from_slice(&b[at + LEAF / 2..at + LEAF]);
+            t[at + LEAF / 2..at + LEAF].copy_from_slice(&b[at..at + LEAF / 2]);
             assert!(matches!(
-                read_verified(&t[..], n, &sha),
+                read_verified(&t[..], n, &hash),
                 Err(VerifyError::Mismatch { .. })
             ));
+            if gguf_len > 2 * LEAF {
+                let mut t = b.clone();
+                t[LEAF..2 * LEAF].copy_from_slice(&b[2 * LEAF..3 * LEAF]);
+                t[2 * LEAF..3 * LEAF].copy_from_slice(&b[LEAF..2 * LEAF]);
+                assert!(matches!(
+                    read_verified(&t[..], n, &hash),
+                    Err(VerifyError::Mismatch { .. })
+                ));
+            }
             // The last byte flipped; the source cut short.
             let mut t = b.clone();
             *t.last_mut().unwrap() ^= 1;
-            assert!(read_verified(&t[..], n, &sha).is_err());
-            let cut = &b[..b.len() - CHUNK / 2];
+            assert!(read_verified(&t[..], n, &hash).is_err());
+            let cut = &b[..b.len() - LEAF / 2];
             assert!(matches!(
-                read_verified(cut, n, &sha),
+                read_verified(cut, n, &hash),
                 Err(VerifyError::Truncated { .. })
             ));
         }
     }
 
+    /// Counts how often each byte is read.
+    struct Counting<'a> {
+        bytes: &'a [u8],
+        reads: Mutex<Vec<u32>>,
+    }
+
+    impl ReadAt for Counting<'_> {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+            let n = self.bytes.read_at(buf, offset)?;
+            let at = offset as usize;
+            for c in &mut self.reads.lock().unwrap()[at..at + n] {
+                *c += 1;
+            }
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn every_byte_is_read_exactly_once() {
+        for b in [pack_of(3 * LEAF + 7), pack_of(0)] {
+            let source = Counting {
+                bytes: &b,
+                reads: Mutex::new(vec![0; b.len()]),
+            };
+            let n = b.len() as u64;
+            read_verified(&source, n, &packhash::of_bytes(&b)).unwrap();
+            let reads = source.reads.into_inner().unwrap();
+            assert!(reads.iter().all(|&c| c == 1), "{} bytes", b.len());
+        }
+    }
+
+    #[test]
+    fn a_header_longer_than_a_leaf() {
+        // The longest header there may be: the bytes read first (magic,
+        // lengths and header) then end 16 bytes into the second leaf.
+        let frame = r#"{"pad":"","gguf":{"size":7}}"#.len();
+        let pad = "x".repeat(MAX_HEADER as usize - frame);
+        let header = format!(r#"{{"pad":"{pad}","gguf":{{"size":7}}}}"#);
+        assert_eq!(16 + header.len(), LEAF + 16);
+        let mut b = MAGIC.to_vec();
+        b.extend(1u32.to_le_bytes());
+        b.extend((header.len() as u32).to_le_bytes());
+        b.extend(header.as_bytes());
+        b.resize(modelpack::data_offset(header.len() as u64) as usize, 0);
+        b.extend(b"GGUF!!!");
+        let n = b.len() as u64;
+        assert_eq!(
+            read_verified(&b[..], n, &packhash::of_bytes(&b)).unwrap(),
+            b
+        );
+    }
+
     #[test]
     fn lengths_beyond_the_disk_are_refused_before_allocating() {
-        let mut b = pack_bytes();
+        let mut b = pack_of(5);
         let header = br#"{"gguf":{"size":999999999999}}"#;
         b.truncate(12);
         b.extend((header.len() as u32).to_le_bytes());
         b.extend(header);
         let n = b.len() as u64;
+        let any = Sha256([0; 32]);
         assert!(matches!(
-            read_verified(&b[..], n, "x"),
+            read_verified(&b[..], n, &any),
             Err(VerifyError::Truncated { .. })
         ));
         assert!(matches!(
-            read_verified(&b"nope"[..], 4, "x"),
+            read_verified(&b"nope"[..], 4, &any),
             Err(VerifyError::NotAPack)
         ));
     }

@@ -31,7 +31,6 @@ use cocoon_engine::scheduler::Limits;
 use cocoon_engine::template::ChatMessage;
 use cocoon_engine::tokenizer::Segment;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::api::AppState;
 
@@ -89,12 +88,12 @@ fn load(args: &Args, timed: bool) -> Result<(Arc<Model>, serde_json::Value)> {
     let t = Instant::now();
     let mut bytes = cocoon_engine::verify::read_unverified(std::fs::File::open(path)?, size)?;
     let read_s = t.elapsed().as_secs_f64();
-    let sha = hex::encode(Sha256::digest(&bytes));
-    let mut info = json!({"sha256": sha, "size": size});
+    let hash = cocoon_image::packhash::of_bytes(&bytes);
+    let mut info = json!({"pack_hash": cocoon_image::packhash::display(&hash), "size": size});
     if timed {
         drop(bytes);
         let t = Instant::now();
-        bytes = cocoon_engine::verify::read_verified(&std::fs::File::open(path)?, size, &sha)?;
+        bytes = cocoon_engine::verify::read_verified(&std::fs::File::open(path)?, size, &hash)?;
         info["read_s"] = json!(read_s);
         info["read_verify_s"] = json!(t.elapsed().as_secs_f64());
     }
@@ -478,11 +477,8 @@ fn synth_gguf(args: &Args) -> Result<()> {
             name: Some(format!("synth-{}-{quant_name}", shape.name)),
             ..Default::default()
         };
-        out["pack_sha256"] = json!(cocoon_image::modelpack::write(
-            &gguf,
-            &opts,
-            std::path::Path::new(pack)
-        )?);
+        let hash = cocoon_image::modelpack::write(&gguf, &opts, std::path::Path::new(pack))?;
+        out["pack_hash"] = json!(cocoon_image::packhash::display(&hash));
     }
     println!("{out}");
     Ok(())

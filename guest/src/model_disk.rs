@@ -1,11 +1,12 @@
 //! The model: which one the measured command line requires, and loading it
 //! from the read-only disk the host attaches.
 //!
-//! `cocoon.model=sha256:<hex>` on the kernel command line is covered by
+//! `cocoon.model=sha256tree:<hex>` on the kernel command line is covered by
 //! the SNP launch measurement, so the hash below is the one the image was
 //! measured with, whatever the host does. The disk is found by its virtio
 //! serial, read once into memory while hashing, and parsed only after the
-//! hash matched (see `cocoon_engine::verify`).
+//! hash matched (see `cocoon_engine::verify`; the hash is the pack hash of
+//! `cocoon_image::packhash`, not the file's plain sha256).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,36 +14,38 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use cocoon_engine::model::Model;
+use cocoon_image::digest::Sha256;
+use cocoon_image::packhash;
 
 /// The virtio serial the host gives the model disk.
 pub const DISK_SERIAL: &str = "cocoon-model";
 /// How long the disk may take to appear after the virtio_blk module loads.
 const DISK_WAIT: Duration = Duration::from_secs(10);
 
-/// The model sha256 the measured command line requires, if any.
-pub fn measured_model() -> Option<String> {
+/// The pack hash the measured command line requires, if any.
+pub fn measured_model() -> Option<Sha256> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").ok()?;
     parse_cmdline(&cmdline).ok().flatten()
 }
 
-pub fn parse_cmdline(cmdline: &str) -> Result<Option<String>> {
+pub fn parse_cmdline(cmdline: &str) -> Result<Option<Sha256>> {
     let mut found = None;
     for word in cmdline.split_whitespace() {
         if let Some(v) = word.strip_prefix("cocoon.model=") {
-            let hex = v
-                .strip_prefix("sha256:")
-                .context("cocoon.model must be sha256:<64 hex digits>")?;
-            if hex.len() != 64
-                || !hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            {
-                bail!("cocoon.model must be sha256:<64 lowercase hex digits>");
-            }
+            let hash = v
+                .strip_prefix(packhash::SCHEME)
+                .and_then(|v| v.strip_prefix(':'))
+                .and_then(|hex| hex.parse::<Sha256>().ok())
+                .with_context(|| {
+                    format!(
+                        "cocoon.model must be {}:<64 lowercase hex digits>, not {v:?}",
+                        packhash::SCHEME
+                    )
+                })?;
             if found.is_some() {
                 bail!("cocoon.model appears twice on the command line");
             }
-            found = Some(hex.to_string());
+            found = Some(hash);
         }
     }
     Ok(found)
@@ -89,7 +92,7 @@ pub fn load() -> Result<Option<Arc<Model>>> {
         "model",
         &[
             ("id", model.header.name.clone().into()),
-            ("sha256", expected.into()),
+            ("pack_hash", packhash::display(&expected).into()),
             ("device", model.device_name.clone().into()),
             ("verify_s", verified.as_secs_f64().into()),
             ("load_s", start.elapsed().as_secs_f64().into()),
@@ -114,14 +117,19 @@ mod tests {
     fn reads_the_model_hash_from_the_command_line() {
         let h = "ab".repeat(32);
         assert_eq!(
-            parse_cmdline(&format!("console=ttyS0 cocoon.model=sha256:{h} quiet")).unwrap(),
-            Some(h.clone())
+            parse_cmdline(&format!("console=ttyS0 cocoon.model=sha256tree:{h} quiet")).unwrap(),
+            Some(Sha256([0xab; 32]))
         );
         assert_eq!(parse_cmdline("console=ttyS0").unwrap(), None);
         assert!(parse_cmdline("cocoon.model=md5:abc").is_err());
-        assert!(parse_cmdline(&format!("cocoon.model=sha256:{}", "AB".repeat(32))).is_err());
+        // A plain file sha256 names no pack this guest can check.
+        assert!(parse_cmdline(&format!("cocoon.model=sha256:{h}")).is_err());
+        assert!(parse_cmdline(&format!("cocoon.model=sha256tree:{}", "AB".repeat(32))).is_err());
         assert!(
-            parse_cmdline(&format!("cocoon.model=sha256:{h} cocoon.model=sha256:{h}")).is_err()
+            parse_cmdline(&format!(
+                "cocoon.model=sha256tree:{h} cocoon.model=sha256tree:{h}"
+            ))
+            .is_err()
         );
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use cocoon_image::manifest::{self, Manifest};
-use cocoon_image::profile;
+use cocoon_image::{packhash, profile};
 use cocoon_measurements::snp::{
     CpuType, DEFAULT_GUEST_FEATURES, LaunchInputs, LaunchShape, Measurer,
 };
@@ -321,21 +321,22 @@ fn check_model(args: &Args, manifest: &Manifest) -> Result<()> {
             "this image was built without a model; rebuild it with `cargo xtask build --model PACK`"
         ),
         (Some(m), None) => bail!(
-            "this image serves the model {} (pack sha256 {}): pass it with --model PACK",
+            "this image serves the model {} (pack hash {}): pass it with --model PACK",
             m.name,
-            m.sha256
+            packhash::display(&m.pack_hash)
         ),
         (Some(m), Some(pack)) => {
             if args.unchecked_model {
                 return Ok(());
             }
-            let (sha, _) = cocoon_image::digest::Sha256::of_file(pack)
+            let (hash, _) = packhash::of_file(pack)
                 .with_context(|| format!("reading the model pack {}", pack.display()))?;
-            if sha != m.sha256 {
+            if hash != m.pack_hash {
                 bail!(
-                    "refusing to boot: the model pack {} has sha256 {sha}, the image requires {} ({})",
+                    "refusing to boot: the model pack {} has pack hash {}, the image requires {} ({})",
                     pack.display(),
-                    m.sha256,
+                    packhash::display(&hash),
+                    packhash::display(&m.pack_hash),
                     m.name
                 );
             }

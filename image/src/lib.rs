@@ -32,5 +32,6 @@ pub mod lock;
 pub mod manifest;
 pub mod modelpack;
 pub mod newc;
+pub mod packhash;
 pub mod profile;
 pub mod synth_gguf;

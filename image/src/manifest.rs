@@ -14,7 +14,8 @@ use crate::digest::Sha256;
 use crate::initramfs::FileRecord;
 use crate::lock::{PinnedPackage, PinnedSource};
 
-pub const MANIFEST_SCHEMA: u32 = 1;
+/// 2: a model is named by its pack hash (`model.pack_hash`), not its sha256.
+pub const MANIFEST_SCHEMA: u32 = 2;
 pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// The artifact names every image has.
@@ -47,7 +48,7 @@ pub struct Manifest {
     pub measurements: Vec<MeasurementRecord>,
 }
 
-/// The model pack an image serves: the pack's own hash is on the measured
+/// The model pack an image serves: its pack hash is on the measured
 /// command line; the rest says what it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,16 +56,17 @@ pub struct ModelRef {
     /// The model id clients pass.
     pub name: String,
     pub architecture: String,
-    /// sha256 of the whole pack file.
-    pub sha256: Sha256,
+    /// The pack hash ([`crate::packhash`]: the sha256tree root, not the
+    /// file's plain sha256).
+    pub pack_hash: Sha256,
     pub size: u64,
     /// sha256 of the GGUF inside it (to match it with its upstream file).
     pub gguf_sha256: String,
 }
 
 /// The command-line word that binds a model pack to the measurement.
-pub fn model_cmdline_arg(pack_sha256: &Sha256) -> String {
-    format!("cocoon.model=sha256:{}", pack_sha256.to_hex())
+pub fn model_cmdline_arg(pack_hash: &Sha256) -> String {
+    format!("cocoon.model={}", crate::packhash::display(pack_hash))
 }
 
 /// One launch shape and its expected SNP measurement.
@@ -362,7 +364,7 @@ mod tests {
         let m = write_image(dir.path());
         let evil = m.to_json().replace("\"initrd.img\"", "\"../initrd.img\"");
         assert!(Manifest::parse(&evil, "t").is_err());
-        let future = m.to_json().replace("\"schema\": 1", "\"schema\": 9");
+        let future = m.to_json().replace("\"schema\": 2", "\"schema\": 9");
         assert!(matches!(
             Manifest::parse(&future, "t"),
             Err(ManifestError::Schema { .. })

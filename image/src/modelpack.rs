@@ -1,7 +1,8 @@
 //! The model pack: one deterministic file that holds a GGUF model and what
-//! the server needs to serve it, so that one sha256 (carried on the
-//! measured kernel command line as `cocoon.model=sha256:<hex>`) pins the
-//! weights, the tokenizer, the chat template and the name clients use.
+//! the server needs to serve it, so that one hash, its pack hash (carried
+//! on the measured kernel command line as `cocoon.model=sha256tree:<hex>`,
+//! see [`crate::packhash`]), pins the weights, the tokenizer, the chat
+//! template and the name clients use.
 //!
 //! Layout (all integers little-endian):
 //!
@@ -176,17 +177,18 @@ pub fn data_offset(header_len: u64) -> u64 {
     (16 + header_len).div_ceil(ALIGN) * ALIGN
 }
 
-/// Writes a pack; returns its sha256 (lowercase hex). The output depends
-/// only on the GGUF bytes and `opts`.
-pub fn write(gguf_path: &Path, opts: &PackOptions, out: &Path) -> Result<String, PackError> {
+/// Writes a pack; returns its pack hash ([`crate::packhash`]). The output
+/// depends only on the GGUF bytes and `opts`.
+pub fn write(
+    gguf_path: &Path,
+    opts: &PackOptions,
+    out: &Path,
+) -> Result<crate::digest::Sha256, PackError> {
     let header = header_for(gguf_path, opts)?;
     let json = serde_json::to_vec(&header).map_err(|e| PackError::Header(e.to_string()))?;
     let offset = data_offset(json.len() as u64);
     let tmp = out.with_extension("partial");
-    let mut w = HashingWriter {
-        inner: std::io::BufWriter::new(std::fs::File::create(&tmp)?),
-        hash: Sha256::new(),
-    };
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
     w.write_all(MAGIC)?;
     w.write_all(&VERSION.to_le_bytes())?;
     w.write_all(&(json.len() as u32).to_le_bytes())?;
@@ -198,26 +200,12 @@ pub fn write(gguf_path: &Path, opts: &PackOptions, out: &Path) -> Result<String,
             "the GGUF changed while it was being packed".into(),
         ));
     }
-    w.inner.flush()?;
-    w.inner.get_ref().sync_all()?;
+    w.flush()?;
+    w.get_ref().sync_all()?;
+    // Hashed from what was written (in the page cache by now).
+    let (hash, _) = crate::packhash::of_file(&tmp)?;
     std::fs::rename(&tmp, out)?;
-    Ok(hex::encode(w.hash.finalize()))
-}
-
-struct HashingWriter<W> {
-    inner: W,
-    hash: Sha256,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
+    Ok(hash)
 }
 
 /// A parsed pack held in memory: the header and where the GGUF lies.
@@ -312,7 +300,7 @@ mod tests {
         let b = write(&g, &PackOptions::default(), &d.path().join("b.pack")).unwrap();
         assert_eq!(a, b);
         let bytes = std::fs::read(d.path().join("a.pack")).unwrap();
-        assert_eq!(hex::encode(Sha256::digest(&bytes)), a);
+        assert_eq!(crate::packhash::of_bytes(&bytes), a);
         let pack = parse(&bytes).unwrap();
         assert_eq!(pack.header.name, "Tiny-Model");
         assert_eq!(pack.header.tokenizer.pre, "smollm");

@@ -248,7 +248,7 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
         Some(m) => format!(
             "{} {}",
             profile.cmdline,
-            manifest::model_cmdline_arg(&m.sha256)
+            manifest::model_cmdline_arg(&m.pack_hash)
         ),
         None => profile.cmdline.to_string(),
     };
@@ -334,12 +334,12 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
 fn model_ref(pack: &Path) -> Result<manifest::ModelRef> {
     let header = cocoon_image::modelpack::read_header(pack)
         .with_context(|| format!("reading the model pack {}", pack.display()))?;
-    let (sha256, size) =
-        Sha256::of_file(pack).with_context(|| format!("hashing {}", pack.display()))?;
+    let (pack_hash, size) = cocoon_image::packhash::of_file(pack)
+        .with_context(|| format!("hashing {}", pack.display()))?;
     Ok(manifest::ModelRef {
         name: header.name,
         architecture: header.architecture,
-        sha256,
+        pack_hash,
         size,
         gguf_sha256: header.gguf.sha256,
     })

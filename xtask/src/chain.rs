@@ -77,7 +77,7 @@ pub fn model_sha256(manifest: &Manifest) -> [u8; 32] {
     manifest
         .model
         .as_ref()
-        .map(|m| m.sha256.0)
+        .map(|m| m.pack_hash.0)
         .unwrap_or([0u8; 32])
 }
 

@@ -157,12 +157,16 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let step = Step::start(format!("packing {}", gguf.display()));
-    let sha = modelpack::write(&gguf, &opts, &out)?;
+    let hash = modelpack::write(&gguf, &opts, &out)?;
     step.done(&out.display().to_string());
     eprintln!(
         "xtask: model {:?} ({}), context {} tokens",
         header.name, header.architecture, header.context_length
     );
-    println!("{sha}  {}", out.display());
+    println!(
+        "{}  {}",
+        cocoon_image::packhash::display(&hash),
+        out.display()
+    );
     Ok(())
 }

@@ -41,7 +41,9 @@ pub async fn health(State(s): State<Shared>) -> Json<Value> {
         "uptime_s": (console::uptime() * 1000.0).round() / 1000.0,
         "model": s.served.as_ref().map(|m| json!({
             "id": m.model.header.name,
-            "sha256": crate::model_disk::measured_model().unwrap_or_default(),
+            "pack_hash": crate::model_disk::measured_model()
+                .map(|h| cocoon_image::packhash::display(&h))
+                .unwrap_or_default(),
             "device": m.model.device_name,
         })),
     }))
