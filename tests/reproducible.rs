@@ -27,7 +27,7 @@ use cocoon_tests::release::{minisign_key, require_minisign, text, xtask};
 use cocoon_tests::{first_difference, root};
 
 #[test]
-fn a_release_from_one_checkout_verifies_byte_for_byte_in_another() {
+fn a_release_verifies_byte_for_byte_against_a_rebuild_from_nothing() {
     if std::env::var_os("COCOON_SKIP_REPRODUCIBILITY").is_some() {
         eprintln!("skipped: COCOON_SKIP_REPRODUCIBILITY is set");
         return;
@@ -117,7 +117,7 @@ fn a_release_from_one_checkout_verifies_byte_for_byte_in_another() {
             // Keep both trees for the post-mortem.
             let kept = tmp.keep();
             panic!(
-                "kept in {}:\n{name} differs between the two checkouts at byte {at} ({} vs {} bytes); compare with \
+                "kept in {}:\n{name} differs between the release and the rebuild at byte {at} ({} vs {} bytes); compare with \
                  `diffoscope {} {}`",
                 kept.display(),
                 x.len(),
@@ -135,7 +135,7 @@ fn a_release_from_one_checkout_verifies_byte_for_byte_in_another() {
         "{stdout}"
     );
     let manifest = cocoon_image::manifest::Manifest::load(&pairs[0].0).unwrap();
-    assert!(!manifest.git.dirty, "the checkouts are clean commits");
+    assert!(!manifest.git.dirty, "the release is of a clean commit");
     let init = manifest
         .initramfs
         .files

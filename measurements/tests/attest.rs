@@ -9,7 +9,6 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use cocoon_evidence::{
@@ -23,6 +22,8 @@ use sev::certs::snp::Certificate;
 
 #[path = "support/test_ca.rs"]
 mod test_ca;
+#[path = "support/tls_server.rs"]
+mod tls_server;
 use test_ca::*;
 
 fn measurement_of(report: &[u8]) -> [u8; 48] {
@@ -455,18 +456,9 @@ fn serve_once(cert: Vec<u8>, key: rcgen::KeyPair, relay: bool) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.into()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-            )
-            .unwrap();
+        let config = tls_server::config(cert, &key);
         let (mut tcp, _) = listener.accept().unwrap();
-        let mut conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+        let mut conn = rustls::ServerConnection::new(config).unwrap();
         while conn.is_handshaking() {
             if conn.complete_io(&mut tcp).is_err() {
                 return;

@@ -5,10 +5,12 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+#[path = "support/tls_server.rs"]
+mod tls_server;
 
 const ANSWER: &[u8] =
     b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\nconnection: close\r\n\r\ntoo large";
@@ -22,17 +24,7 @@ fn early_answer_server() -> (u16, String) {
         .self_signed(&key)
         .unwrap();
     let fingerprint = hex::encode(Sha256::digest(cert.der()));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-    let config = Arc::new(config);
+    let config = tls_server::config(cert.der().to_vec(), &key);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
