@@ -188,7 +188,10 @@ pub fn write(
     let json = serde_json::to_vec(&header).map_err(|e| PackError::Header(e.to_string()))?;
     let offset = data_offset(json.len() as u64);
     let tmp = out.with_extension("partial");
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    let mut w = HashingWriter {
+        inner: std::io::BufWriter::new(std::fs::File::create(&tmp)?),
+        hash: crate::packhash::Hasher::default(),
+    };
     w.write_all(MAGIC)?;
     w.write_all(&VERSION.to_le_bytes())?;
     w.write_all(&(json.len() as u32).to_le_bytes())?;
@@ -200,12 +203,27 @@ pub fn write(
             "the GGUF changed while it was being packed".into(),
         ));
     }
-    w.flush()?;
-    w.get_ref().sync_all()?;
-    // Hashed from what was written (in the page cache by now).
-    let (hash, _) = crate::packhash::of_file(&tmp)?;
+    w.inner.flush()?;
+    w.inner.get_ref().sync_all()?;
     std::fs::rename(&tmp, out)?;
-    Ok(hash)
+    Ok(w.hash.finish().0)
+}
+
+/// Hashes what it writes, as it writes it.
+struct HashingWriter<W> {
+    inner: W,
+    hash: crate::packhash::Hasher,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// A parsed pack held in memory: the header and where the GGUF lies.

@@ -22,10 +22,10 @@
 //! docs/model-pack.md has them in Python, and a test checks that they agree
 //! with this code.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
-use sha2::{Digest, Sha256 as Hasher};
+use sha2::{Digest, Sha256 as Sha2};
 
 use crate::digest::Sha256;
 
@@ -38,12 +38,12 @@ pub const SCHEME: &str = "sha256tree";
 
 /// One leaf's hash.
 pub fn leaf(bytes: &[u8]) -> [u8; 32] {
-    Hasher::digest(bytes).into()
+    Sha2::digest(bytes).into()
 }
 
 /// The root over the leaves of a pack of `len` bytes.
 pub fn root(len: u64, leaves: &[[u8; 32]]) -> Sha256 {
-    let mut h = Hasher::new();
+    let mut h = Sha2::new();
     h.update(DOMAIN);
     h.update(len.to_le_bytes());
     for l in leaves {
@@ -58,32 +58,60 @@ pub fn of_bytes(bytes: &[u8]) -> Sha256 {
     root(bytes.len() as u64, &leaves)
 }
 
-/// The pack hash of everything `reader` yields, and its length (one leaf
-/// in memory at a time; for the host side, where speed matters little).
-pub fn of_reader(mut reader: impl Read) -> io::Result<(Sha256, u64)> {
-    let mut buf = vec![0u8; LEAF];
-    let mut leaves = Vec::new();
-    let mut len = 0u64;
-    loop {
-        let mut got = 0;
-        while got < LEAF {
-            match reader.read(&mut buf[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+/// The pack hash of bytes fed in order, in pieces of any size (the host
+/// side's streaming hasher; the guest hashes whole leaves in parallel).
+#[derive(Default)]
+pub struct Hasher {
+    leaf: Sha2,
+    in_leaf: usize,
+    leaves: Vec<[u8; 32]>,
+    len: u64,
+}
+
+impl Hasher {
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let n = (LEAF - self.in_leaf).min(bytes.len());
+            self.leaf.update(&bytes[..n]);
+            self.in_leaf += n;
+            self.len += n as u64;
+            bytes = &bytes[n..];
+            if self.in_leaf == LEAF {
+                self.end_leaf();
             }
         }
-        if got == 0 {
-            break;
-        }
-        leaves.push(leaf(&buf[..got]));
-        len += got as u64;
-        if got < LEAF {
-            break;
-        }
     }
-    Ok((root(len, &leaves), len))
+
+    fn end_leaf(&mut self) {
+        self.leaves
+            .push(std::mem::take(&mut self.leaf).finalize().into());
+        self.in_leaf = 0;
+    }
+
+    /// The pack hash and the length of everything fed.
+    pub fn finish(mut self) -> (Sha256, u64) {
+        if self.in_leaf > 0 {
+            self.end_leaf();
+        }
+        (root(self.len, &self.leaves), self.len)
+    }
+}
+
+impl Write for Hasher {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The pack hash of everything `reader` yields, and its length.
+pub fn of_reader(mut reader: impl Read) -> io::Result<(Sha256, u64)> {
+    let mut h = Hasher::default();
+    io::copy(&mut reader, &mut h)?;
+    Ok(h.finish())
 }
 
 /// The pack hash of a file, and its length.
@@ -109,13 +137,17 @@ mod tests {
     fn reader_and_bytes_agree_at_every_leaf_boundary() {
         for len in [0, 1, LEAF - 1, LEAF, LEAF + 1, 3 * LEAF + 17] {
             let b = bytes(len);
-            // A reader that returns odd-sized pieces.
-            let reader = b.chunks(4099).flat_map(|c| c.to_vec()).collect::<Vec<_>>();
             assert_eq!(
-                of_reader(&reader[..]).unwrap(),
+                of_reader(&b[..]).unwrap(),
                 (of_bytes(&b), len as u64),
                 "{len}"
             );
+            // Fed in odd-sized pieces that straddle the leaf boundaries.
+            let mut h = Hasher::default();
+            for piece in b.chunks(4099) {
+                h.update(piece);
+            }
+            assert_eq!(h.finish(), (of_bytes(&b), len as u64), "{len}");
         }
     }
 
@@ -123,11 +155,11 @@ mod tests {
     fn the_construction_is_the_documented_one() {
         // Two leaves, spelled out.
         let b = bytes(LEAF + 5);
-        let mut h = Hasher::new();
+        let mut h = Sha2::new();
         h.update(b"cocoon pack tree v1\0");
         h.update(((LEAF + 5) as u64).to_le_bytes());
-        h.update(Hasher::digest(&b[..LEAF]));
-        h.update(Hasher::digest(&b[LEAF..]));
+        h.update(Sha2::digest(&b[..LEAF]));
+        h.update(Sha2::digest(&b[LEAF..]));
         assert_eq!(of_bytes(&b).0, <[u8; 32]>::from(h.finalize()));
         // Not the plain sha256, and the length counts: a trailing zero
         // changes the root even where it leaves the last leaf's hash
