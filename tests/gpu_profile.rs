@@ -1,8 +1,9 @@
 //! The GPU profile's refusals, end to end under `--dev` (no GPU here):
 //!
-//! - the GPU image itself (`cargo xtask build --profile gpu`): the NVIDIA
-//!   modules the build compiled load into the pinned kernel, find no GPU,
-//!   and the guest says so and powers off;
+//! - the GPU image itself (`cargo xtask build --profile gpu`): its
+//!   dynamically linked `/init` starts on the image's own loader and glibc,
+//!   the NVIDIA modules the build compiled load into the pinned kernel, find
+//!   no GPU, and the guest says so and powers off;
 //! - the CPU image with `cocoon.gpu=required` added to its command line
 //!   (manifest updated to match): it has none of the driver's libraries,
 //!   and the guest refuses before touching any module.
@@ -15,6 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use cocoon_image::digest::Sha256;
+use cocoon_image::{elf, initramfs, newc};
 use cocoon_tests::{copy_image, host_bin, image, require_qemu, root, xtask_in};
 
 /// `cargo xtask build --profile gpu`, once per test process.
@@ -91,6 +93,32 @@ fn the_gpu_image_without_a_gpu_powers_off_saying_why() {
             "the GPU initramfs lists no {wanted}"
         );
     }
+
+    // `/init` is linked dynamically (libcuda fails in a static program),
+    // against a loader and libraries the initramfs holds; the boot below
+    // is what proves they suffice.
+    let cpio = initramfs::decompress(&std::fs::read(img.join("initrd.img")).unwrap()).unwrap();
+    let entries = newc::parse(&cpio).unwrap();
+    let entry = |name: &str| entries.iter().find(|e| e.name == name);
+    let init = elf::linkage(&entry("init").expect("an /init").data).unwrap();
+    let loader = init
+        .interpreter
+        .clone()
+        .expect("a dynamically linked /init");
+    let loader_entry =
+        entry(&loader[1..]).unwrap_or_else(|| panic!("no {loader} in the initramfs"));
+    assert_eq!(
+        loader_entry.mode & 0o777,
+        0o755,
+        "the loader must be executable"
+    );
+    for lib in &init.needed {
+        assert!(
+            entry(&format!("lib/x86_64-linux-gnu/{lib}")).is_some(),
+            "/init needs {lib}, which the initramfs lacks"
+        );
+    }
+    assert!(init.needed.iter().any(|l| l == "libc.so.6"), "{init:?}");
 
     let tmp = tempfile::tempdir().unwrap();
     let (status, err) = boot_until_it_stops(img, "gpu-image", tmp.path());

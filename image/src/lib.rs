@@ -12,6 +12,7 @@
 //! | [`apt`] | a private apt configuration that reuses the system's mirror |
 //! | [`cache`] | the content-addressed store of fetched inputs |
 //! | [`deb`] | reading files out of Debian packages |
+//! | [`elf`] | what a program needs to start: its loader and libraries |
 //! | [`kmod`] | kernel module metadata and load order |
 //! | [`newc`] | the cpio "newc" archive format |
 //! | [`initramfs`] | assembling and compressing the initramfs |
@@ -25,6 +26,7 @@ pub mod apt;
 pub mod cache;
 pub mod deb;
 pub mod digest;
+pub mod elf;
 pub mod gguf;
 pub mod initramfs;
 pub mod kmod;

@@ -101,7 +101,8 @@ pub struct BuildInfo {
     pub target: String,
     /// The C compiler used by crates with C parts (ring, zstd).
     pub cc: String,
-    /// The C library linked statically into `/init`.
+    /// The C library `/init` was linked with (statically or against the
+    /// image's copy: see the profile).
     pub libc: String,
     pub cargo_profile: String,
     pub rustflags: Vec<String>,

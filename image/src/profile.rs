@@ -30,8 +30,29 @@ pub struct Profile {
     pub measured_vcpus: (u32, u32),
     pub measured_cpu_types: &'static [&'static str],
     pub guest_features: u64,
+    /// How `/init` is built for this image.
+    pub init: InitBuild,
     /// The NVIDIA driver stack, for a GPU image.
     pub gpu: Option<&'static GpuStack>,
+}
+
+/// How a profile's `/init` (the `cocoon-guest` binary) is compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitBuild {
+    /// The cargo profile (in the workspace's Cargo.toml): each has its own
+    /// output folder, so both profiles' binaries stay built side by side.
+    pub cargo_profile: &'static str,
+    pub link: Link,
+}
+
+/// How `/init` gets its C library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// glibc linked in: the initramfs needs no loader and no library.
+    Static,
+    /// Against the image's glibc set, with the loader at this absolute
+    /// path (which the image must hold, with every library `/init` names).
+    Dynamic { interpreter: &'static str },
 }
 
 /// What a GPU image adds: open kernel modules compiled by the build against
@@ -178,8 +199,9 @@ pub const NVIDIA_R550: GpuStack = GpuStack {
                 "lib/x86_64-linux-gnu/libcrypto.so.3",
             )],
         },
-        // What the libraries above link: the glibc the guest's static
-        // binary was built with (the build checks the version).
+        // What `/init` and the libraries above link: the glibc the guest
+        // was built against (the build checks the version), and the
+        // unwinder Rust's standard library links dynamically.
         DebInput {
             name: "glibc",
             package: "libc6",
@@ -187,7 +209,8 @@ pub const NVIDIA_R550: GpuStack = GpuStack {
             component: "main",
             nvidia: false,
             files: &[
-                // Where `dlopen` looks for libc.so.6's own dependency.
+                // The GPU `/init`'s loader (its PT_INTERP), and where
+                // `dlopen` finds libc.so.6's own dependency.
                 (
                     "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
                     "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
@@ -214,6 +237,17 @@ pub const NVIDIA_R550: GpuStack = GpuStack {
                 ),
             ],
         },
+        DebInput {
+            name: "libgcc",
+            package: "libgcc-s1",
+            suite: "bookworm",
+            component: "main",
+            nvidia: false,
+            files: &[(
+                "lib/x86_64-linux-gnu/libgcc_s.so.1",
+                "lib/x86_64-linux-gnu/libgcc_s.so.1",
+            )],
+        },
     ],
     initramfs_budget: 160 << 20,
 };
@@ -237,6 +271,10 @@ pub const CPU: Profile = Profile {
     measured_cpu_types: &["EPYC-v4", "EPYC-Milan", "EPYC-Genoa", "EPYC-Turin"],
     // SNPActive: what QEMU >= 9.1 sets.
     guest_features: 0x1,
+    init: InitBuild {
+        cargo_profile: "guest",
+        link: Link::Static,
+    },
     gpu: None,
 };
 
@@ -252,6 +290,16 @@ pub const GPU: Profile = Profile {
     // Level 19 saves 2 MB (5 %) over 9 and costs 40-80 s more per build on
     // two cores (three builds in a CI run).
     zstd_level: 9,
+    // libcuda fails in a statically linked program (`cuInit` returns
+    // CUDA_ERROR_OPERATING_SYSTEM; bench/gpu/static-libcuda/): this `/init`
+    // runs on the glibc set the image carries anyway for the driver's
+    // libraries, through the loader at the path the package installs it.
+    init: InitBuild {
+        cargo_profile: "guest-gpu",
+        link: Link::Dynamic {
+            interpreter: "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        },
+    },
     gpu: Some(&NVIDIA_R550),
     ..CPU
 };

@@ -8,13 +8,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use cocoon_image::cache::Cache;
 use cocoon_image::digest::Sha256;
+use cocoon_image::elf;
 use cocoon_image::initramfs::{self, Initramfs};
 use cocoon_image::kmod;
 use cocoon_image::lock::{InputsLock, PinnedPackage};
 use cocoon_image::manifest::{
     self, Artifact, BuildInfo, GitInfo, InitramfsInfo, MANIFEST_FILE, MANIFEST_SCHEMA, Manifest,
 };
-use cocoon_image::profile::{self, Profile};
+use cocoon_image::profile::{self, Link, Profile};
 use xshell::Shell;
 
 use crate::inputs::Fetcher;
@@ -173,11 +174,20 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
     let ovmf = fs::read(&firmware.path)?;
 
     let git = env::git_info(sh, root)?;
-    let guest = guest::build(sh, root, git.source_date_epoch)?;
+    let guest = guest::build(sh, root, git.source_date_epoch, &profile.init)?;
+    let init = fs::read(&guest.path)?;
+    let interpreter = match profile.init.link {
+        Link::Dynamic { interpreter } => Some(interpreter.trim_start_matches('/')),
+        Link::Static => None,
+    };
 
     let mut tree = Initramfs::new();
+    // Path → mode of what `/init` may need to start (the loader, libraries).
+    let mut files = BTreeMap::new();
     tree.add_char_dev("dev/console", 0o600, 5, 1)?;
-    tree.add_file("init", 0o755, fs::read(&guest.path)?)?;
+    let linkage = elf::linkage(&init).context("reading the /init just built")?;
+    files.insert("init".to_string(), 0o755);
+    tree.add_file("init", 0o755, init)?;
     let moddir = format!("lib/modules/{}", kernel.release);
     for (rel, blob) in &kernel.modules {
         tree.add_file(&format!("{moddir}/{rel}"), 0o644, fs::read(blob)?)?;
@@ -189,9 +199,18 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
     )?;
     if let Some(gpu) = &gpu {
         for (path, blob) in &gpu.files {
-            tree.add_file(path, 0o644, fs::read(blob)?)?;
+            // The kernel maps the loader as it does a program.
+            let mode = if Some(path.as_str()) == interpreter {
+                0o755
+            } else {
+                0o644
+            };
+            files.insert(path.clone(), mode);
+            tree.add_file(path, mode, fs::read(blob)?)?;
         }
     }
+    guest::check_runs_in(&linkage, &profile.init.link, &files)
+        .with_context(|| format!("the {} image could not start its /init", profile.name))?;
     let cpio = tree.cpio(git.source_date_epoch as u32);
     let cpio_sha = Sha256::of(&cpio);
     if let Some(stack) = profile.gpu
@@ -281,7 +300,7 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
             target: guest::TARGET.into(),
             cc: env::cc_version(sh)?,
             libc: env::libc_version(sh)?,
-            cargo_profile: guest::CARGO_PROFILE.into(),
+            cargo_profile: profile.init.cargo_profile.into(),
             rustflags: guest.recorded_rustflags,
             firmware_tools: firmware.tools,
         },

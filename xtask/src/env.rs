@@ -79,14 +79,14 @@ pub fn cc_version(sh: &Shell) -> Result<String> {
     Ok(v.lines().next().unwrap_or_default().to_string())
 }
 
-/// The Debian version of the C library that is linked statically.
+/// The Debian version of the C library `/init` is linked with.
 pub fn libc_version(sh: &Shell) -> Result<String> {
     let format = "-f=${Version}";
     let v = cmd!(sh, "dpkg-query -W {format} libc6-dev")
         .quiet()
         .read()
         .context(
-            "libc6-dev is not installed: the guest links glibc statically; install build-essential",
+            "libc6-dev is not installed: the guest links against glibc; install build-essential",
         )?;
     Ok(format!("glibc (libc6-dev {v})"))
 }

@@ -79,9 +79,11 @@ fn check_one_nvidia_release(lock: &InputsLock, stack: &GpuStack) -> Result<()> {
     Ok(())
 }
 
-/// The guest links glibc statically, and a statically linked program may
-/// only `dlopen` libraries of the same glibc release: the image's shared
-/// glibc must be the version the guest was linked with.
+/// The GPU image's `/init` is linked against the build machine's glibc and
+/// runs on the image's copy: that copy must be the same release (older
+/// lacks symbols the binary may use; newer is a different, unaudited
+/// program). The same rule kept NVML's `dlopen` working when `/init` was
+/// static.
 fn check_glibc(lock: &InputsLock, stack: &GpuStack, linked: &str) -> Result<()> {
     let Some(input) = stack.runtime.iter().find(|i| i.package == "libc6") else {
         return Ok(());

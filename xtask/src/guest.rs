@@ -3,22 +3,26 @@
 //!
 //! - `--locked`, the `guest` cargo profile (fat LTO, one codegen unit, no
 //!   debug info, symbols stripped);
-//! - glibc linked statically (`+crt-static`): the initramfs holds no loader
-//!   and no shared library;
+//! - glibc linked statically (`+crt-static`) for the CPU profile, whose
+//!   initramfs then holds no loader and no shared library; dynamically,
+//!   against the image's own glibc set, for the GPU profile (libcuda does not
+//!   run in a static program), with the loader named where the image has it;
 //! - every machine-specific path (the checkout, cargo's home, the target
 //!   directory) remapped to a fixed name, in Rust (`--remap-path-prefix`)
 //!   and in C (`-ffile-prefix-map`, for crates that compile C);
 //! - no build id, `SOURCE_DATE_EPOCH` from the commit, `TZ=UTC`, `LC_ALL=C`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use cocoon_image::elf::Linkage;
+use cocoon_image::profile::{InitBuild, Link};
 use xshell::{Shell, cmd};
 
 use crate::progress::Step;
 
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
-pub const CARGO_PROFILE: &str = "guest";
 
 pub struct GuestBinary {
     pub path: PathBuf,
@@ -56,31 +60,44 @@ fn path_maps(root: &Path, target_dir: &Path) -> Result<Vec<(PathBuf, String)>> {
     Ok(maps)
 }
 
-/// Where [`build`] leaves the binary.
-pub fn built_binary(root: &Path) -> PathBuf {
-    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) => PathBuf::from(d),
         None => root.join("target"),
-    };
-    target_dir
+    }
+}
+
+/// Where [`build`] leaves the binary.
+pub fn built_binary(root: &Path, init: &InitBuild) -> PathBuf {
+    target_dir(root)
         .join(TARGET)
-        .join(CARGO_PROFILE)
+        .join(init.cargo_profile)
         .join("cocoon-guest")
 }
 
-pub fn build(sh: &Shell, root: &Path, source_date_epoch: u64) -> Result<GuestBinary> {
-    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => root.join("target"),
-    };
+pub fn build(
+    sh: &Shell,
+    root: &Path,
+    source_date_epoch: u64,
+    init: &InitBuild,
+) -> Result<GuestBinary> {
+    let target_dir = target_dir(root);
     let maps = path_maps(root, &target_dir)?;
-    let mut rustflags: Vec<String> = vec![
-        "-Ctarget-feature=+crt-static".into(),
+    let mut rustflags: Vec<String> = match init.link {
+        Link::Static => vec!["-Ctarget-feature=+crt-static".into()],
+        Link::Dynamic { interpreter } => vec![
+            "-Ctarget-feature=-crt-static".into(),
+            // The toolchain's default is /lib64/…, a symlink in Debian's
+            // libc6 that the image does not need.
+            format!("-Clink-arg=-Wl,--dynamic-linker={interpreter}"),
+        ],
+    };
+    rustflags.extend([
         // The engine picks its SIMD kernels at compile time: x86-64-v3
         // (AVX2, FMA, F16C) is what every measured EPYC model has.
         "-Ctarget-cpu=x86-64-v3".into(),
         "-Clink-arg=-Wl,--build-id=none".into(),
-    ];
+    ]);
     let recorded_rustflags = rustflags
         .iter()
         .cloned()
@@ -95,7 +112,10 @@ pub fn build(sh: &Shell, root: &Path, source_date_epoch: u64) -> Result<GuestBin
         cflags.push(format!("-ffile-prefix-map={}={to}", from.display()));
     }
     let epoch = source_date_epoch.to_string();
-    let step = Step::start("building /init (cocoon-guest)");
+    let step = Step::start(format!(
+        "building /init (cocoon-guest, cargo profile {})",
+        init.cargo_profile
+    ));
     let _env = [
         sh.push_env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f")),
         sh.push_env("RUSTFLAGS", ""),
@@ -104,16 +124,14 @@ pub fn build(sh: &Shell, root: &Path, source_date_epoch: u64) -> Result<GuestBin
         sh.push_env("TZ", "UTC"),
         sh.push_env("LC_ALL", "C"),
     ];
+    let cargo_profile = init.cargo_profile;
     cmd!(
         sh,
-        "cargo build --quiet --locked -p cocoon-guest --profile {CARGO_PROFILE} --target {TARGET}"
+        "cargo build --quiet --locked -p cocoon-guest --profile {cargo_profile} --target {TARGET}"
     )
     .run()
     .context("building cocoon-guest")?;
-    let path = target_dir
-        .join(TARGET)
-        .join(CARGO_PROFILE)
-        .join("cocoon-guest");
+    let path = built_binary(root, init);
     let size = std::fs::metadata(&path)
         .with_context(|| format!("{} was not built", path.display()))?
         .len();
@@ -122,4 +140,120 @@ pub fn build(sh: &Shell, root: &Path, source_date_epoch: u64) -> Result<GuestBin
         path,
         recorded_rustflags,
     })
+}
+
+/// Where the image's libraries are: the one folder of the loader's default
+/// search path (Debian's multiarch one) that the image uses.
+const LIB_DIR: &str = "lib/x86_64-linux-gnu";
+
+/// Refuses an image that could not start its `/init`: a static one must
+/// need nothing, a dynamic one its declared loader (executable) and every
+/// library it names, in the image. Without this a missing library shows
+/// only at boot, as a kernel panic ("No working init found").
+///
+/// `image` maps each path in the initramfs (no leading `/`) to its mode.
+pub fn check_runs_in(linkage: &Linkage, link: &Link, image: &BTreeMap<String, u32>) -> Result<()> {
+    match link {
+        Link::Static => {
+            if !linkage.is_static() {
+                bail!(
+                    "/init was to be linked statically but needs {} and {:?}",
+                    linkage.interpreter.as_deref().unwrap_or("no loader"),
+                    linkage.needed
+                );
+            }
+        }
+        Link::Dynamic { interpreter } => {
+            if linkage.interpreter.as_deref() != Some(*interpreter) {
+                bail!(
+                    "/init's loader is {:?}, not the {interpreter} the profile declares",
+                    linkage.interpreter
+                );
+            }
+            match image.get(interpreter.trim_start_matches('/')) {
+                None => bail!("the image has no {interpreter}, /init's loader"),
+                Some(mode) if mode & 0o111 == 0 => {
+                    bail!(
+                        "/init's loader {interpreter} is not executable in the image (mode {mode:o})"
+                    )
+                }
+                Some(_) => {}
+            }
+            let missing: Vec<&str> = linkage
+                .needed
+                .iter()
+                .filter(|lib| !image.contains_key(&format!("{LIB_DIR}/{lib}")))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                bail!(
+                    "/init needs {missing:?}, which the image does not hold in /{LIB_DIR}: add the package to the profile's runtime inputs"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOADER: &str = "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
+    const DYNAMIC: Link = Link::Dynamic {
+        interpreter: LOADER,
+    };
+
+    fn dynamic(needed: &[&str]) -> Linkage {
+        Linkage {
+            interpreter: Some(LOADER.into()),
+            needed: needed.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn image(files: &[(&str, u32)]) -> BTreeMap<String, u32> {
+        files.iter().map(|(p, m)| (p.to_string(), *m)).collect()
+    }
+
+    #[test]
+    fn a_dynamic_init_needs_its_loader_and_libraries_in_the_image() {
+        let full = image(&[
+            (&LOADER[1..], 0o755),
+            ("lib/x86_64-linux-gnu/libc.so.6", 0o644),
+            ("lib/x86_64-linux-gnu/libgcc_s.so.1", 0o644),
+        ]);
+        let init = dynamic(&["libc.so.6", "libgcc_s.so.1"]);
+        check_runs_in(&init, &DYNAMIC, &full).unwrap();
+
+        let e = check_runs_in(&dynamic(&["libc.so.6", "libstdc++.so.6"]), &DYNAMIC, &full);
+        assert!(format!("{:#}", e.unwrap_err()).contains("libstdc++.so.6"));
+
+        let mut no_exec = full.clone();
+        no_exec.insert(LOADER[1..].into(), 0o644);
+        let e = check_runs_in(&init, &DYNAMIC, &no_exec).unwrap_err();
+        assert!(e.to_string().contains("not executable"), "{e}");
+
+        let mut no_loader = full.clone();
+        no_loader.remove(&LOADER[1..]);
+        assert!(check_runs_in(&init, &DYNAMIC, &no_loader).is_err());
+
+        let other = Linkage {
+            interpreter: Some("/lib64/ld-linux-x86-64.so.2".into()),
+            ..init
+        };
+        assert!(check_runs_in(&other, &DYNAMIC, &full).is_err());
+    }
+
+    #[test]
+    fn a_static_init_must_need_nothing() {
+        let none = image(&[]);
+        let st = Linkage {
+            interpreter: None,
+            needed: vec![],
+        };
+        check_runs_in(&st, &Link::Static, &none).unwrap();
+        assert!(check_runs_in(&dynamic(&[]), &Link::Static, &none).is_err());
+        // A dynamic expectation is not met by a static program either.
+        assert!(check_runs_in(&st, &DYNAMIC, &image(&[(&LOADER[1..], 0o755)])).is_err());
+    }
 }
