@@ -4,6 +4,7 @@
 # (the same file for both). Run from a folder holding this script and:
 #   cocoon-guest   target/x86_64-unknown-linux-gnu/guest/cocoon-guest (cargo xtask build)
 #   verify_speed   target/release/examples/verify_speed (cargo build --release -p cocoon-engine --examples)
+#   pool_overhead  target/release/examples/pool_overhead (the same command)
 #   llama-bench    the one `cargo xtask bench-inference` builds, with its
 #                  libssl.so.3, libcrypto.so.3 and libgomp.so.1 beside it
 # Results go to $OUT (one JSON per run); BENCHMARKS.md has the figures.
@@ -27,6 +28,9 @@ run() { # shape quant threads
   timeout 120 ./llama-bench -m $m.gguf -t $3 -p 128 -n 64 -r 3 -o json > $OUT/llama-$m-$3.json 2>$OUT/llama-$m-$3.err
   echo "llama $m t=$3 $(grep -o '"avg_ts": [0-9.]*' $OUT/llama-$m-$3.json | cut -d: -f2 | tr '\n' ' ')"
 }
+# The thread team's cost per section (64 items in chunks of 4, as a small
+# model's sections hand them out), where the step stopped scaling.
+for t in 1 2 4 8 16; do ./pool_overhead $t | tee -a $OUT/pool.txt; done
 for t in 1 2 4 8 16; do run smollm2-135m q4_1 $t; done
 for t in 1 2 8 16; do run smollm2-135m q4_0 $t; done
 for t in 4 16; do run llama-3.2-1b q4_1 $t; done

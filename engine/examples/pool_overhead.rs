@@ -11,8 +11,8 @@ fn main() {
     let n = 100_000;
     let t = Instant::now();
     for _ in 0..n {
-        let chunks = Chunks::new(64, 4);
-        pool.run(&|_| while chunks.take().is_some() {});
+        let chunks = Chunks::new(64, 4, threads);
+        pool.run(&|thread| while chunks.take(thread).is_some() {});
     }
     let per = t.elapsed().as_secs_f64() / n as f64;
     println!("{threads} threads: {:.2} µs per section", per * 1e6);

@@ -97,6 +97,14 @@ pub fn firmware(sh: &Shell, fetcher: &mut Fetcher, src: &PinnedSource) -> Result
     if let Some(path) = cached(&fetcher.cache, &index)? {
         return Ok(Firmware { path, tools });
     }
+    // One build at a time on a machine (its path is fixed); a build that
+    // waited here finds the other's result (two profiles build at once in
+    // `xtask verify`).
+    let lock = std::fs::File::create(format!("{BUILD_DIR}.lock"))?;
+    lock.lock().context("waiting for another firmware build")?;
+    if let Some(path) = cached(&fetcher.cache, &index)? {
+        return Ok(Firmware { path, tools });
+    }
     let files = fetcher.source_files(src)?;
     let step = Step::start(format!(
         "building the SNP firmware ({PLATFORM}, edk2 {})",
@@ -131,10 +139,8 @@ fn build(
     src: &PinnedSource,
     files: &std::collections::BTreeMap<String, PathBuf>,
 ) -> Result<Vec<u8>> {
+    // The caller holds the build lock.
     let dir = Path::new(BUILD_DIR);
-    // One build at a time on a machine: the path is fixed.
-    let lock = std::fs::File::create(format!("{BUILD_DIR}.lock"))?;
-    lock.lock().context("waiting for another firmware build")?;
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let orig = src

@@ -60,9 +60,26 @@ impl<'a> Fetcher<'a> {
         Ok(self.apt.as_mut().expect("just created"))
     }
 
+    /// Held while downloading: builds that share this apt folder (`xtask
+    /// verify` runs the profiles side by side) take turns, since apt fails
+    /// at once on a lists folder another apt holds; the one that waited
+    /// finds what the other fetched in the cache.
+    fn download_lock(&self) -> Result<std::fs::File> {
+        std::fs::create_dir_all(&self.apt_dir)
+            .with_context(|| format!("creating {}", self.apt_dir.display()))?;
+        let file = std::fs::File::create(self.apt_dir.join(".download.lock"))?;
+        file.lock()
+            .context("waiting for another build's download")?;
+        Ok(file)
+    }
+
     /// The verified `.deb` of `pkg` in the cache, downloading it if needed.
     pub fn deb(&mut self, pkg: &PinnedPackage) -> Result<PathBuf> {
         let what = format!("input `{}` ({})", pkg.name, pkg.apt_spec());
+        if let Some(p) = self.cache.get(&pkg.sha256, &what)? {
+            return Ok(p);
+        }
+        let _lock = self.download_lock()?;
         if let Some(p) = self.cache.get(&pkg.sha256, &what)? {
             return Ok(p);
         }
@@ -120,9 +137,8 @@ impl<'a> Fetcher<'a> {
 }
 
 impl Fetcher<'_> {
-    /// Every pinned file of a source package, verified, as `file name →
-    /// cache path`, downloading the package's files when one is missing.
-    pub fn source_files(&mut self, src: &PinnedSource) -> Result<BTreeMap<String, PathBuf>> {
+    /// The pinned files of a source package that the cache holds, verified.
+    fn cached_source_files(&self, src: &PinnedSource) -> Result<BTreeMap<String, PathBuf>> {
         let mut found = BTreeMap::new();
         for f in &src.files {
             let what = format!("input `{}` file {}", src.name, f.path);
@@ -130,6 +146,19 @@ impl Fetcher<'_> {
                 found.insert(f.path.clone(), p);
             }
         }
+        Ok(found)
+    }
+
+    /// Every pinned file of a source package, verified, as `file name →
+    /// cache path`, downloading the package's files when one is missing.
+    pub fn source_files(&mut self, src: &PinnedSource) -> Result<BTreeMap<String, PathBuf>> {
+        let found = self.cached_source_files(src)?;
+        if found.len() == src.files.len() {
+            return Ok(found);
+        }
+        let _lock = self.download_lock()?;
+        // Another build may have fetched them meanwhile.
+        let mut found = self.cached_source_files(src)?;
         if found.len() == src.files.len() {
             return Ok(found);
         }

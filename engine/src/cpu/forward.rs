@@ -257,9 +257,10 @@ impl Engine {
             })
             .collect();
         let total: usize = mats.iter().map(|(m, _)| m.rows).sum();
-        let chunks = Chunks::new(total, chunk_for(total, self.pool.threads()));
-        self.pool.run(&|_| {
-            while let Some(range) = chunks.take() {
+        let threads = self.pool.threads();
+        let chunks = Chunks::new(total, chunk_for(total, threads), threads);
+        self.pool.run(&|thread| {
+            while let Some(range) = chunks.take(thread) {
                 for g in range {
                     let (mut r, mut j) = (g, 0);
                     while r >= mats[j].0.rows {
@@ -285,9 +286,10 @@ impl Engine {
         let blocks = m.cols / QK;
         assert!(act.len() >= n * blocks && x.len() >= n * m.rows);
         let out = Out(x.as_mut_ptr());
-        let chunks = Chunks::new(m.rows, chunk_for(m.rows, self.pool.threads()));
-        self.pool.run(&|_| {
-            while let Some(range) = chunks.take() {
+        let threads = self.pool.threads();
+        let chunks = Chunks::new(m.rows, chunk_for(m.rows, threads), threads);
+        self.pool.run(&|thread| {
+            while let Some(range) = chunks.take(thread) {
                 for r in range {
                     let row = m.row(r);
                     for t in 0..n {
@@ -308,9 +310,10 @@ impl Engine {
         assert!(up.rows == gate.rows && up.cols == gate.cols);
         assert!(act.len() >= n * blocks && h.len() >= n * gate.rows);
         let out = Out(h.as_mut_ptr());
-        let chunks = Chunks::new(gate.rows, chunk_for(gate.rows, self.pool.threads()));
-        self.pool.run(&|_| {
-            while let Some(range) = chunks.take() {
+        let threads = self.pool.threads();
+        let chunks = Chunks::new(gate.rows, chunk_for(gate.rows, threads), threads);
+        self.pool.run(&|thread| {
+            while let Some(range) = chunks.take(thread) {
                 for r in range {
                     let (gr, ur) = (gate.row(r), up.row(r));
                     for t in 0..n {
@@ -336,12 +339,12 @@ impl Engine {
         assert!(q.len() >= n * heads * hd && out.len() >= n * heads * hd);
         assert!(k.len() >= (pos + n) * kv_dim && v.len() >= (pos + n) * kv_dim);
         let o = Out(out.as_mut_ptr());
-        let chunks = Chunks::new(n * heads, 1);
+        let chunks = Chunks::new(n * heads, 1, self.pool.threads());
         self.pool.run(&|thread| {
             let mut scores = self.scratch[thread]
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            while let Some(range) = chunks.take() {
+            while let Some(range) = chunks.take(thread) {
                 for item in range {
                     let (t, head) = (item / heads, item % heads);
                     let kvh = head / group;
