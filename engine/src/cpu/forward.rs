@@ -77,9 +77,10 @@ impl Out {
 }
 
 /// Rows per chunk handed out: small enough that a thread the OS preempts
-/// holds up little work (the others take the rest), big enough that the
-/// atomic counter is noise. (Chunks sized by bytes, for longer prefetch
-/// streams, measured no better on the 2-core VM.)
+/// holds up little work (the others take the rest of its share), big
+/// enough that the counters are noise. (Chunks sized by bytes, for longer
+/// prefetch streams, measured no better on the 2-core VM, back when all
+/// threads took chunks from one counter.)
 fn chunk_for(rows: usize, threads: usize) -> usize {
     (rows / (threads * 8)).clamp(4, 64)
 }
