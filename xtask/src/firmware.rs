@@ -98,8 +98,7 @@ pub fn firmware(sh: &Shell, fetcher: &mut Fetcher, src: &PinnedSource) -> Result
         return Ok(Firmware { path, tools });
     }
     // One build at a time on a machine (its path is fixed); a build that
-    // waited here finds the other's result (two profiles build at once in
-    // `xtask verify`).
+    // waited here finds the other's result (tests build concurrently).
     let lock = std::fs::File::create(format!("{BUILD_DIR}.lock"))?;
     lock.lock().context("waiting for another firmware build")?;
     if let Some(path) = cached(&fetcher.cache, &index)? {

@@ -60,10 +60,10 @@ impl<'a> Fetcher<'a> {
         Ok(self.apt.as_mut().expect("just created"))
     }
 
-    /// Held while downloading: builds that share this apt folder (`xtask
-    /// verify` runs the profiles side by side) take turns, since apt fails
-    /// at once on a lists folder another apt holds; the one that waited
-    /// finds what the other fetched in the cache.
+    /// Held while downloading: builds that share this apt folder (tests
+    /// build concurrently) take turns, since apt fails at once on a lists
+    /// folder another apt holds; the one that waited finds what the other
+    /// fetched in the cache.
     fn download_lock(&self) -> Result<std::fs::File> {
         std::fs::create_dir_all(&self.apt_dir)
             .with_context(|| format!("creating {}", self.apt_dir.display()))?;

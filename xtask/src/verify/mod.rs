@@ -6,8 +6,7 @@
 //!    added or missing (the same check as `cocoon-host boot --release`);
 //! 2. the source: the signed commit, checked out clean in a worktree;
 //! 3. the rebuild: `cargo xtask build` of every profile in that worktree,
-//!    with that commit's own pipeline and pinned inputs, the profiles side
-//!    by side ([`rebuild`]);
+//!    with that commit's own pipeline and pinned inputs;
 //! 4. the comparison: every artifact byte for byte, every measurement.
 //!
 //! A registry check (the measurements on chain) is one more step after 4,
@@ -19,16 +18,15 @@
 
 mod checkout;
 mod compare;
-mod rebuild;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use cocoon_release::bundle::Bundle;
 use cocoon_release::keys::Keyring;
-use xshell::Shell;
+use xshell::{Shell, cmd};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -138,11 +136,14 @@ fn check(sh: &Shell, root: &Path, args: &Args) -> Result<Verdict> {
         bundle.name.commit
     );
     let src = checkout::worktree(sh, root, &bundle.name.commit)?;
-    let names: Vec<&str> = bundle.profiles.iter().map(|p| p.name.as_str()).collect();
-    let rebuilt = rebuild::all(root, &src, &names)?;
     let mut rows = Vec::new();
-    for (name, dir) in names.iter().zip(&rebuilt) {
-        rows.extend(compare::profile(name, &bundle.dir.join(name), dir)?);
+    for p in &bundle.profiles {
+        let rebuilt = rebuild(sh, root, &src, &p.name)?;
+        rows.extend(compare::profile(
+            &p.name,
+            &bundle.dir.join(&p.name),
+            &rebuilt,
+        )?);
     }
     compare::print(&rows);
     Ok(if rows.iter().all(|r| r.matches) {
@@ -156,4 +157,32 @@ fn check(sh: &Shell, root: &Path, args: &Args) -> Result<Verdict> {
 fn open(dir: &Path, pubkeys: &[PathBuf]) -> Result<Bundle> {
     let keyring = Keyring::builtin_and(pubkeys).map_err(anyhow::Error::msg)?;
     Ok(Bundle::open(dir, &keyring)?)
+}
+
+/// Step 3: the recorded commit's own `cargo xtask build`, in its worktree,
+/// with a target folder of its own (kept: a second verify is incremental)
+/// and a fresh output folder (nothing of an earlier result is reused).
+fn rebuild(sh: &Shell, root: &Path, src: &Path, profile: &str) -> Result<PathBuf> {
+    let base = root.join("target/cocoon/verify");
+    let out = base.join("out").join(profile);
+    let _ = std::fs::remove_dir_all(&out);
+    let target = base.join("target");
+    eprintln!("xtask: rebuilding profile {profile} in {}", src.display());
+    let _dir = sh.push_dir(src);
+    // What the caller's environment could slip into the build: the
+    // commit's toolchain file and its commit time decide instead.
+    let _env = sh.push_env("CARGO_TARGET_DIR", &target);
+    let mut build = cmd!(sh, "cargo xtask build --profile {profile} --out {out}");
+    for var in [
+        "RUSTUP_TOOLCHAIN",
+        "SOURCE_DATE_EPOCH",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+    ] {
+        build = build.env_remove(var);
+    }
+    build
+        .run()
+        .with_context(|| format!("rebuilding profile {profile} from the recorded commit"))?;
+    Ok(out)
 }
