@@ -85,8 +85,6 @@ impl<'a> Fetcher<'a> {
         }
         let step = Step::start(format!("downloading {}", pkg.apt_spec()));
         let blob = self.cache.blob_path(&pkg.sha256);
-        std::fs::create_dir_all(&self.apt_dir)
-            .with_context(|| format!("creating {}", self.apt_dir.display()))?;
         let downloads =
             tempfile::tempdir_in(&self.apt_dir).context("creating a download directory")?;
         let file = self.apt()?.download(pkg, downloads.path(), &blob)?;
@@ -163,8 +161,6 @@ impl Fetcher<'_> {
             return Ok(found);
         }
         let step = Step::start(format!("downloading the source of {}", src.apt_spec()));
-        std::fs::create_dir_all(&self.apt_dir)
-            .with_context(|| format!("creating {}", self.apt_dir.display()))?;
         let tmp = tempfile::tempdir_in(&self.apt_dir).context("creating a download directory")?;
         let complaints = self.apt()?.download_source(&src.apt_spec(), tmp.path())?;
         for f in &src.files {
