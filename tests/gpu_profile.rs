@@ -1,7 +1,8 @@
 //! The GPU profile's refusals, end to end under `--dev` (no GPU here):
 //!
 //! - the GPU image itself (`cargo xtask build --profile gpu`): its
-//!   dynamically linked `/init` starts on the image's own loader and glibc,
+//!   dynamically linked `/init`, byte for byte the CPU image's, starts on
+//!   the image's own loader and glibc,
 //!   the NVIDIA modules the build compiled load into the pinned kernel, find
 //!   no GPU, and the guest says so and powers off;
 //! - the CPU image with `cocoon.gpu=required` added to its command line
@@ -119,6 +120,16 @@ fn the_gpu_image_without_a_gpu_powers_off_saying_why() {
         );
     }
     assert!(init.needed.iter().any(|l| l == "libc.so.6"), "{init:?}");
+    // One `/init` for both profiles: the CPU image's boot and inference
+    // tests run the very program a GPU machine runs.
+    let cpu_cpio =
+        initramfs::decompress(&std::fs::read(image().join("initrd.img")).unwrap()).unwrap();
+    let cpu_entries = newc::parse(&cpu_cpio).unwrap();
+    let cpu_init = cpu_entries.iter().find(|e| e.name == "init").unwrap();
+    assert!(
+        cpu_init.data == entry("init").unwrap().data,
+        "the CPU and GPU images carry different /init binaries"
+    );
 
     let tmp = tempfile::tempdir().unwrap();
     let (status, err) = boot_until_it_stops(img, "gpu-image", tmp.path());

@@ -3,9 +3,8 @@
 //! names (`DT_NEEDED`).
 //!
 //! The build reads this from the `/init` it just compiled and refuses an
-//! image that could not run it: a statically linked `/init` must need
-//! nothing, and a dynamically linked one must find its loader and every
-//! library in the initramfs. Without that check a missing library shows up
+//! image that could not run it: `/init` must name the loader the profile
+//! declares and find it and every library it names in the initramfs. Without that check a missing library shows up
 //! only as a kernel panic ("No working init found") at boot.
 //!
 //! Only what that check needs is parsed: 64-bit little-endian files, the

@@ -101,8 +101,8 @@ pub struct BuildInfo {
     pub target: String,
     /// The C compiler used by crates with C parts (ring, zstd).
     pub cc: String,
-    /// The C library `/init` was linked with (statically or against the
-    /// image's copy: see the profile).
+    /// The build machine's C library `/init` was linked against (it runs
+    /// on the image's pinned copy of the same release).
     pub libc: String,
     pub cargo_profile: String,
     pub rustflags: Vec<String>,

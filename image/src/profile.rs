@@ -30,30 +30,86 @@ pub struct Profile {
     pub measured_vcpus: (u32, u32),
     pub measured_cpu_types: &'static [&'static str],
     pub guest_features: u64,
-    /// How `/init` is built for this image.
-    pub init: InitBuild,
+    /// How `/init` is built, and what it needs in the image.
+    pub init: &'static InitBuild,
     /// The NVIDIA driver stack, for a GPU image.
     pub gpu: Option<&'static GpuStack>,
 }
 
-/// How a profile's `/init` (the `cocoon-guest` binary) is compiled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How `/init` (the `cocoon-guest` binary) is compiled, and what the image
+/// must hold for it to start.
+#[derive(Debug, PartialEq, Eq)]
 pub struct InitBuild {
-    /// The cargo profile (in the workspace's Cargo.toml): each has its own
-    /// output folder, so both profiles' binaries stay built side by side.
+    /// The cargo profile (in the workspace's Cargo.toml).
     pub cargo_profile: &'static str,
-    pub link: Link,
+    /// The loader `/init` names (its `PT_INTERP`): linked dynamically, it
+    /// starts on the image's own glibc.
+    pub interpreter: &'static str,
+    /// The packages whose files `/init` loads: glibc and the unwinder.
+    pub runtime: &'static [DebInput],
 }
 
-/// How `/init` gets its C library.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Link {
-    /// glibc linked in: the initramfs needs no loader and no library.
-    Static,
-    /// Against the image's glibc set, with the loader at this absolute
-    /// path (which the image must hold, with every library `/init` names).
-    Dynamic { interpreter: &'static str },
-}
+/// The one `/init` of every profile. It is linked dynamically because
+/// libcuda fails in a statically linked program (`cuInit` returns
+/// CUDA_ERROR_OPERATING_SYSTEM; bench/gpu/static-libcuda/), and the CPU
+/// profile runs the very same binary: one compile serves both images, and
+/// the CPU image's boots test the program a GPU machine runs (docs/image.md).
+pub const INIT: InitBuild = InitBuild {
+    cargo_profile: "guest",
+    // Where Debian's libc6 installs it; the toolchain's default, /lib64/…,
+    // is only a symlink there.
+    interpreter: "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+    runtime: &[
+        // The glibc the guest was built against (the build checks the
+        // release). libdl, libpthread and librt are empty since glibc 2.34
+        // but still named by NVIDIA's libraries.
+        DebInput {
+            name: "glibc",
+            package: "libc6",
+            suite: "bookworm",
+            component: "main",
+            nvidia: false,
+            files: &[
+                (
+                    "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+                    "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+                ),
+                (
+                    "lib/x86_64-linux-gnu/libc.so.6",
+                    "lib/x86_64-linux-gnu/libc.so.6",
+                ),
+                (
+                    "lib/x86_64-linux-gnu/libm.so.6",
+                    "lib/x86_64-linux-gnu/libm.so.6",
+                ),
+                (
+                    "lib/x86_64-linux-gnu/libdl.so.2",
+                    "lib/x86_64-linux-gnu/libdl.so.2",
+                ),
+                (
+                    "lib/x86_64-linux-gnu/libpthread.so.0",
+                    "lib/x86_64-linux-gnu/libpthread.so.0",
+                ),
+                (
+                    "lib/x86_64-linux-gnu/librt.so.1",
+                    "lib/x86_64-linux-gnu/librt.so.1",
+                ),
+            ],
+        },
+        // The unwinder Rust's standard library links dynamically.
+        DebInput {
+            name: "libgcc",
+            package: "libgcc-s1",
+            suite: "bookworm",
+            component: "main",
+            nvidia: false,
+            files: &[(
+                "lib/x86_64-linux-gnu/libgcc_s.so.1",
+                "lib/x86_64-linux-gnu/libgcc_s.so.1",
+            )],
+        },
+    ],
+};
 
 /// What a GPU image adds: open kernel modules compiled by the build against
 /// the pinned kernel's headers, and the files the driver loads at run time.
@@ -199,55 +255,6 @@ pub const NVIDIA_R550: GpuStack = GpuStack {
                 "lib/x86_64-linux-gnu/libcrypto.so.3",
             )],
         },
-        // What `/init` and the libraries above link: the glibc the guest
-        // was built against (the build checks the version), and the
-        // unwinder Rust's standard library links dynamically.
-        DebInput {
-            name: "glibc",
-            package: "libc6",
-            suite: "bookworm",
-            component: "main",
-            nvidia: false,
-            files: &[
-                // The GPU `/init`'s loader (its PT_INTERP), and where
-                // `dlopen` finds libc.so.6's own dependency.
-                (
-                    "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
-                    "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
-                ),
-                (
-                    "lib/x86_64-linux-gnu/libc.so.6",
-                    "lib/x86_64-linux-gnu/libc.so.6",
-                ),
-                (
-                    "lib/x86_64-linux-gnu/libm.so.6",
-                    "lib/x86_64-linux-gnu/libm.so.6",
-                ),
-                (
-                    "lib/x86_64-linux-gnu/libdl.so.2",
-                    "lib/x86_64-linux-gnu/libdl.so.2",
-                ),
-                (
-                    "lib/x86_64-linux-gnu/libpthread.so.0",
-                    "lib/x86_64-linux-gnu/libpthread.so.0",
-                ),
-                (
-                    "lib/x86_64-linux-gnu/librt.so.1",
-                    "lib/x86_64-linux-gnu/librt.so.1",
-                ),
-            ],
-        },
-        DebInput {
-            name: "libgcc",
-            package: "libgcc-s1",
-            suite: "bookworm",
-            component: "main",
-            nvidia: false,
-            files: &[(
-                "lib/x86_64-linux-gnu/libgcc_s.so.1",
-                "lib/x86_64-linux-gnu/libgcc_s.so.1",
-            )],
-        },
     ],
     initramfs_budget: 160 << 20,
 };
@@ -271,10 +278,7 @@ pub const CPU: Profile = Profile {
     measured_cpu_types: &["EPYC-v4", "EPYC-Milan", "EPYC-Genoa", "EPYC-Turin"],
     // SNPActive: what QEMU >= 9.1 sets.
     guest_features: 0x1,
-    init: InitBuild {
-        cargo_profile: "guest",
-        link: Link::Static,
-    },
+    init: &INIT,
     gpu: None,
 };
 
@@ -290,21 +294,20 @@ pub const GPU: Profile = Profile {
     // Level 19 saves 2 MB (5 %) over 9 and costs 40-80 s more per build on
     // two cores (three builds in a CI run).
     zstd_level: 9,
-    // libcuda fails in a statically linked program (`cuInit` returns
-    // CUDA_ERROR_OPERATING_SYSTEM; bench/gpu/static-libcuda/): this `/init`
-    // runs on the glibc set the image carries anyway for the driver's
-    // libraries, through the loader at the path the package installs it.
-    init: InitBuild {
-        cargo_profile: "guest-gpu",
-        link: Link::Dynamic {
-            interpreter: "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
-        },
-    },
     gpu: Some(&NVIDIA_R550),
     ..CPU
 };
 
 pub const ALL: &[Profile] = &[CPU, GPU];
+
+impl Profile {
+    /// Every package whose files the image carries as they are: what
+    /// `/init` loads, then the driver stack's.
+    pub fn runtime(&self) -> impl Iterator<Item = &'static DebInput> {
+        let gpu = self.gpu.map_or(&[][..], |g| g.runtime);
+        self.init.runtime.iter().chain(gpu)
+    }
+}
 
 pub fn by_name(name: &str) -> Option<&'static Profile> {
     ALL.iter().find(|p| p.name == name)
@@ -362,7 +365,7 @@ mod tests {
         let stack = GPU.gpu.unwrap();
         let mut names = std::collections::BTreeSet::new();
         let mut paths = std::collections::BTreeSet::new();
-        for input in std::iter::once(&stack.module_source).chain(stack.runtime) {
+        for input in std::iter::once(&stack.module_source).chain(GPU.runtime()) {
             assert!(names.insert(input.name), "{}", input.name);
             for (from, to) in input.resolved_files("550.163.01-4") {
                 assert!(!from.contains('{') && !to.contains('{'), "{from} {to}");

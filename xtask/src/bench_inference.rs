@@ -124,7 +124,7 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
             model: Some(pack.clone()),
         },
     )?;
-    let guest = crate::guest::built_binary(root, &cocoon_image::profile::CPU.init);
+    let guest = crate::guest::built_binary(root, cocoon_image::profile::CPU.init);
     let bench = match &args.llama_bench {
         Some(b) => b.clone(),
         None => llama_bench(sh, root)?,

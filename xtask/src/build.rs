@@ -15,7 +15,7 @@ use cocoon_image::lock::{InputsLock, PinnedPackage};
 use cocoon_image::manifest::{
     self, Artifact, BuildInfo, GitInfo, InitramfsInfo, MANIFEST_FILE, MANIFEST_SCHEMA, Manifest,
 };
-use cocoon_image::profile::{self, Link, Profile};
+use cocoon_image::profile::{self, Profile};
 use xshell::Shell;
 
 use crate::inputs::Fetcher;
@@ -163,6 +163,8 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
         &root.join("target/cocoon/apt"),
     );
     let (_, release) = kernel_release(kernel_pkg)?;
+    guest::check_glibc(&lock, profile.init, &env::libc_version(sh)?)?;
+    let init_runtime = fetcher.image_files(&lock, profile.init.runtime)?;
     let gpu = match profile.gpu {
         Some(stack) => Some(gpu::parts(sh, root, &mut fetcher, &lock, stack, &release)?),
         None => None,
@@ -174,12 +176,9 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
     let ovmf = fs::read(&firmware.path)?;
 
     let git = env::git_info(sh, root)?;
-    let guest = guest::build(sh, root, git.source_date_epoch, &profile.init)?;
+    let guest = guest::build(sh, root, git.source_date_epoch, profile.init)?;
     let init = fs::read(&guest.path)?;
-    let interpreter = match profile.init.link {
-        Link::Dynamic { interpreter } => Some(interpreter.trim_start_matches('/')),
-        Link::Static => None,
-    };
+    let interpreter = profile.init.interpreter.trim_start_matches('/');
 
     let mut tree = Initramfs::new();
     // Path → mode of what `/init` may need to start (the loader, libraries).
@@ -197,19 +196,14 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
         0o644,
         kernel.modules_dep.clone().into_bytes(),
     )?;
-    if let Some(gpu) = &gpu {
-        for (path, blob) in &gpu.files {
-            // The kernel maps the loader as it does a program.
-            let mode = if Some(path.as_str()) == interpreter {
-                0o755
-            } else {
-                0o644
-            };
-            files.insert(path.clone(), mode);
-            tree.add_file(path, mode, fs::read(blob)?)?;
-        }
+    let gpu_files = gpu.as_ref().map_or(&[][..], |g| &g.files[..]);
+    for (path, blob) in init_runtime.files.iter().chain(gpu_files) {
+        // The kernel maps the loader as it does a program.
+        let mode = if path == interpreter { 0o755 } else { 0o644 };
+        files.insert(path.clone(), mode);
+        tree.add_file(path, mode, fs::read(blob)?)?;
     }
-    guest::check_runs_in(&linkage, &profile.init.link, &files)
+    guest::check_runs_in(&linkage, profile.init, &files)
         .with_context(|| format!("the {} image could not start its /init", profile.name))?;
     let cpio = tree.cpio(git.source_date_epoch as u32);
     let cpio_sha = Sha256::of(&cpio);
@@ -306,6 +300,7 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
         },
         cmdline: cmdline.clone(),
         inputs: std::iter::once(used_input(kernel_pkg, &kernel))
+            .chain(init_runtime.packages)
             .chain(gpu.iter().flat_map(|g| g.inputs.iter().cloned()))
             .collect(),
         sources: vec![firmware_src.clone()],

@@ -10,7 +10,7 @@ use cocoon_image::profile::{self, GpuStack};
 use xshell::Shell;
 
 use crate::inputs::Fetcher;
-use crate::{env, nvidia_modules};
+use crate::nvidia_modules;
 
 pub struct GpuParts {
     /// `(file name, path)` of the compiled modules, in load order.
@@ -31,31 +31,16 @@ pub fn parts(
     release: &str,
 ) -> Result<GpuParts> {
     check_one_nvidia_release(lock, stack)?;
-    check_glibc(lock, stack, &env::libc_version(sh)?)?;
     let modules = nvidia_modules::build(sh, root, fetcher, lock, stack, release)?;
-    let mut files = Vec::new();
     let mut inputs = vec![lock.package(stack.module_source.name)?.clone()];
     for name in profile::KERNEL_HEADER_INPUTS {
         inputs.push(lock.package(name)?.clone());
     }
-    for input in stack.runtime {
-        let pkg = lock.package(input.name)?;
-        let mut found = fetcher.files(pkg)?;
-        for (from, to) in input.resolved_files(&pkg.version) {
-            let Some(blob) = found.remove(&from) else {
-                bail!(
-                    "inputs.lock pins no {from} in input `{}` ({}): run `cargo xtask lock`",
-                    input.name,
-                    pkg.apt_spec()
-                );
-            };
-            files.push((to, blob));
-        }
-        inputs.push(pkg.clone());
-    }
+    let runtime = fetcher.image_files(lock, stack.runtime)?;
+    inputs.extend(runtime.packages);
     Ok(GpuParts {
         modules,
-        files,
+        files: runtime.files,
         inputs,
     })
 }
@@ -79,35 +64,6 @@ fn check_one_nvidia_release(lock: &InputsLock, stack: &GpuStack) -> Result<()> {
     Ok(())
 }
 
-/// The GPU image's `/init` is linked against the build machine's glibc and
-/// runs on the image's copy: that copy must be the same release (older
-/// lacks symbols the binary may use; newer is a different, unaudited
-/// program). The same rule kept NVML's `dlopen` working when `/init` was
-/// static.
-fn check_glibc(lock: &InputsLock, stack: &GpuStack, linked: &str) -> Result<()> {
-    let Some(input) = stack.runtime.iter().find(|i| i.package == "libc6") else {
-        return Ok(());
-    };
-    let pinned = lock.package(input.name)?;
-    // `linked` reads "glibc (libc6-dev 2.36-9+deb12u14)".
-    let linked_version = linked
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches(')');
-    let (want, have) = (
-        profile::upstream_version(&pinned.version),
-        profile::upstream_version(linked_version),
-    );
-    if want != have {
-        bail!(
-            "the guest links glibc {have} ({linked}) but inputs.lock pins {} (glibc {want}) for the image: build on a machine with glibc {want}, or re-pin",
-            pinned.apt_spec()
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,7 +82,7 @@ mod tests {
         }
     }
 
-    fn lock_with(nvidia_versions: &[&str], glibc: &str) -> InputsLock {
+    fn lock_with(nvidia_versions: &[&str], others: &str) -> InputsLock {
         let stack = profile::GPU.gpu.unwrap();
         let mut packages = vec![pkg(
             stack.module_source.name,
@@ -138,7 +94,7 @@ mod tests {
             let v = if input.nvidia {
                 versions.next().unwrap()
             } else {
-                glibc
+                others
             };
             packages.push(pkg(input.name, input.package, v));
         }
@@ -152,18 +108,9 @@ mod tests {
     #[test]
     fn nvidia_packages_of_two_releases_are_refused() {
         let stack = profile::GPU.gpu.unwrap();
-        check_one_nvidia_release(&lock_with(&["550.163.01-4"; 2], "2.36-9"), stack).unwrap();
-        let mixed = lock_with(&["550.163.01-4", "535.261.03-1"], "2.36-9");
+        check_one_nvidia_release(&lock_with(&["550.163.01-4"; 2], "3.0.18-1"), stack).unwrap();
+        let mixed = lock_with(&["550.163.01-4", "535.261.03-1"], "3.0.18-1");
         let err = check_one_nvidia_release(&mixed, stack).unwrap_err();
         assert!(err.to_string().contains("one version"), "{err}");
-    }
-
-    #[test]
-    fn the_image_glibc_must_be_the_linked_release() {
-        let stack = profile::GPU.gpu.unwrap();
-        let lock = lock_with(&["550.163.01-4"; 2], "2.36-9+deb12u14");
-        check_glibc(&lock, stack, "glibc (libc6-dev 2.36-9+deb12u9)").unwrap();
-        let err = check_glibc(&lock, stack, "glibc (libc6-dev 2.41-12)").unwrap_err();
-        assert!(err.to_string().contains("glibc 2.41"), "{err}");
     }
 }

@@ -3,10 +3,9 @@
 //!
 //! - `--locked`, the `guest` cargo profile (fat LTO, one codegen unit, no
 //!   debug info, symbols stripped);
-//! - glibc linked statically (`+crt-static`) for the CPU profile, whose
-//!   initramfs then holds no loader and no shared library; dynamically,
-//!   against the image's own glibc set, for the GPU profile (libcuda does not
-//!   run in a static program), with the loader named where the image has it;
+//! - linked dynamically against the image's own, pinned glibc (libcuda does
+//!   not run in a static program), with the loader named where the image
+//!   has it; every profile carries this one binary;
 //! - every machine-specific path (the checkout, cargo's home, the target
 //!   directory) remapped to a fixed name, in Rust (`--remap-path-prefix`)
 //!   and in C (`-ffile-prefix-map`, for crates that compile C);
@@ -17,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use cocoon_image::elf::Linkage;
-use cocoon_image::profile::{InitBuild, Link};
+use cocoon_image::lock::InputsLock;
+use cocoon_image::profile::{self, InitBuild};
 use xshell::{Shell, cmd};
 
 use crate::progress::Step;
@@ -83,15 +83,10 @@ pub fn build(
 ) -> Result<GuestBinary> {
     let target_dir = target_dir(root);
     let maps = path_maps(root, &target_dir)?;
-    let mut rustflags: Vec<String> = match init.link {
-        Link::Static => vec!["-Ctarget-feature=+crt-static".into()],
-        Link::Dynamic { interpreter } => vec![
-            "-Ctarget-feature=-crt-static".into(),
-            // The toolchain's default is /lib64/…, a symlink in Debian's
-            // libc6 that the image does not need.
-            format!("-Clink-arg=-Wl,--dynamic-linker={interpreter}"),
-        ],
-    };
+    let mut rustflags: Vec<String> = vec![
+        "-Ctarget-feature=-crt-static".into(),
+        format!("-Clink-arg=-Wl,--dynamic-linker={}", init.interpreter),
+    ];
     rustflags.extend([
         // The engine picks its SIMD kernels at compile time: x86-64-v3
         // (AVX2, FMA, F16C) is what every measured EPYC model has.
@@ -146,51 +141,69 @@ pub fn build(
 /// search path (Debian's multiarch one) that the image uses.
 const LIB_DIR: &str = "lib/x86_64-linux-gnu";
 
-/// Refuses an image that could not start its `/init`: a static one must
-/// need nothing, a dynamic one its declared loader (executable) and every
-/// library it names, in the image. Without this a missing library shows
-/// only at boot, as a kernel panic ("No working init found").
+/// Refuses an image that could not start its `/init`: it needs its
+/// declared loader (executable) and every library it names, in the image.
+/// Without this a missing library shows only at boot, as a kernel panic
+/// ("No working init found").
 ///
 /// `image` maps each path in the initramfs (no leading `/`) to its mode.
-pub fn check_runs_in(linkage: &Linkage, link: &Link, image: &BTreeMap<String, u32>) -> Result<()> {
-    match link {
-        Link::Static => {
-            if !linkage.is_static() {
-                bail!(
-                    "/init was to be linked statically but needs {} and {:?}",
-                    linkage.interpreter.as_deref().unwrap_or("no loader"),
-                    linkage.needed
-                );
-            }
+pub fn check_runs_in(
+    linkage: &Linkage,
+    init: &InitBuild,
+    image: &BTreeMap<String, u32>,
+) -> Result<()> {
+    let interpreter = init.interpreter;
+    if linkage.interpreter.as_deref() != Some(interpreter) {
+        bail!(
+            "/init's loader is {:?}, not the {interpreter} the profile declares",
+            linkage.interpreter
+        );
+    }
+    match image.get(interpreter.trim_start_matches('/')) {
+        None => bail!("the image has no {interpreter}, /init's loader"),
+        Some(mode) if mode & 0o111 == 0 => {
+            bail!("/init's loader {interpreter} is not executable in the image (mode {mode:o})")
         }
-        Link::Dynamic { interpreter } => {
-            if linkage.interpreter.as_deref() != Some(*interpreter) {
-                bail!(
-                    "/init's loader is {:?}, not the {interpreter} the profile declares",
-                    linkage.interpreter
-                );
-            }
-            match image.get(interpreter.trim_start_matches('/')) {
-                None => bail!("the image has no {interpreter}, /init's loader"),
-                Some(mode) if mode & 0o111 == 0 => {
-                    bail!(
-                        "/init's loader {interpreter} is not executable in the image (mode {mode:o})"
-                    )
-                }
-                Some(_) => {}
-            }
-            let missing: Vec<&str> = linkage
-                .needed
-                .iter()
-                .filter(|lib| !image.contains_key(&format!("{LIB_DIR}/{lib}")))
-                .map(String::as_str)
-                .collect();
-            if !missing.is_empty() {
-                bail!(
-                    "/init needs {missing:?}, which the image does not hold in /{LIB_DIR}: add the package to the profile's runtime inputs"
-                );
-            }
-        }
+        Some(_) => {}
+    }
+    let missing: Vec<&str> = linkage
+        .needed
+        .iter()
+        .filter(|lib| !image.contains_key(&format!("{LIB_DIR}/{lib}")))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "/init needs {missing:?}, which the image does not hold in /{LIB_DIR}: add the package to the runtime inputs of `profile::INIT`"
+        );
+    }
+    Ok(())
+}
+
+/// `/init` is linked against the build machine's glibc and runs on the
+/// image's copy: that copy must be the same release (older lacks symbols
+/// the binary may use; newer is a different, unaudited program).
+/// `linked` is what [`crate::env::libc_version`] reads.
+pub fn check_glibc(lock: &InputsLock, init: &InitBuild, linked: &str) -> Result<()> {
+    let Some(input) = init.runtime.iter().find(|i| i.package == "libc6") else {
+        bail!("the runtime inputs of `/init` name no libc6");
+    };
+    let pinned = lock.package(input.name)?;
+    // `linked` reads "glibc (libc6-dev 2.36-9+deb12u14)".
+    let linked_version = linked
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(')');
+    let (want, have) = (
+        profile::upstream_version(&pinned.version),
+        profile::upstream_version(linked_version),
+    );
+    if want != have {
+        bail!(
+            "the guest links glibc {have} ({linked}) but inputs.lock pins {} (glibc {want}) for the image: build on a machine with glibc {want}, or re-pin",
+            pinned.apt_spec()
+        );
     }
     Ok(())
 }
@@ -199,10 +212,11 @@ pub fn check_runs_in(linkage: &Linkage, link: &Link, image: &BTreeMap<String, u3
 mod tests {
     use super::*;
 
+    use cocoon_image::digest::Sha256;
+    use cocoon_image::lock::PinnedPackage;
+    use cocoon_image::profile::INIT;
+
     const LOADER: &str = "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
-    const DYNAMIC: Link = Link::Dynamic {
-        interpreter: LOADER,
-    };
 
     fn dynamic(needed: &[&str]) -> Linkage {
         Linkage {
@@ -223,37 +237,65 @@ mod tests {
             ("lib/x86_64-linux-gnu/libgcc_s.so.1", 0o644),
         ]);
         let init = dynamic(&["libc.so.6", "libgcc_s.so.1"]);
-        check_runs_in(&init, &DYNAMIC, &full).unwrap();
+        check_runs_in(&init, &INIT, &full).unwrap();
 
-        let e = check_runs_in(&dynamic(&["libc.so.6", "libstdc++.so.6"]), &DYNAMIC, &full);
+        let e = check_runs_in(&dynamic(&["libc.so.6", "libstdc++.so.6"]), &INIT, &full);
         assert!(format!("{:#}", e.unwrap_err()).contains("libstdc++.so.6"));
 
         let mut no_exec = full.clone();
         no_exec.insert(LOADER[1..].into(), 0o644);
-        let e = check_runs_in(&init, &DYNAMIC, &no_exec).unwrap_err();
+        let e = check_runs_in(&init, &INIT, &no_exec).unwrap_err();
         assert!(e.to_string().contains("not executable"), "{e}");
 
         let mut no_loader = full.clone();
         no_loader.remove(&LOADER[1..]);
-        assert!(check_runs_in(&init, &DYNAMIC, &no_loader).is_err());
+        assert!(check_runs_in(&init, &INIT, &no_loader).is_err());
 
         let other = Linkage {
             interpreter: Some("/lib64/ld-linux-x86-64.so.2".into()),
             ..init
         };
-        assert!(check_runs_in(&other, &DYNAMIC, &full).is_err());
+        assert!(check_runs_in(&other, &INIT, &full).is_err());
     }
 
     #[test]
-    fn a_static_init_must_need_nothing() {
-        let none = image(&[]);
+    fn a_static_init_is_refused() {
         let st = Linkage {
             interpreter: None,
             needed: vec![],
         };
-        check_runs_in(&st, &Link::Static, &none).unwrap();
-        assert!(check_runs_in(&dynamic(&[]), &Link::Static, &none).is_err());
-        // A dynamic expectation is not met by a static program either.
-        assert!(check_runs_in(&st, &DYNAMIC, &image(&[(&LOADER[1..], 0o755)])).is_err());
+        let e = check_runs_in(&st, &INIT, &image(&[(&LOADER[1..], 0o755)])).unwrap_err();
+        assert!(e.to_string().contains("loader is None"), "{e}");
+    }
+
+    fn lock_with_glibc(version: &str) -> InputsLock {
+        InputsLock {
+            schema: cocoon_image::lock::LOCK_SCHEMA,
+            packages: vec![PinnedPackage {
+                name: "glibc".into(),
+                package: "libc6".into(),
+                version: version.into(),
+                suite: "bookworm".into(),
+                component: "main".into(),
+                sha256: Sha256::of(b""),
+                size: 0,
+                files: vec![],
+            }],
+            sources: vec![],
+        }
+    }
+
+    #[test]
+    fn the_image_glibc_must_be_the_linked_release() {
+        let lock = lock_with_glibc("2.36-9+deb12u14");
+        check_glibc(&lock, &INIT, "glibc (libc6-dev 2.36-9+deb12u9)").unwrap();
+        let err = check_glibc(&lock, &INIT, "glibc (libc6-dev 2.41-12)").unwrap_err();
+        assert!(err.to_string().contains("glibc 2.41"), "{err}");
+        // No glibc pinned at all: refused, not skipped.
+        let empty = InputsLock {
+            packages: vec![],
+            ..lock_with_glibc("")
+        };
+        assert!(check_glibc(&empty, &INIT, "glibc (libc6-dev 2.36-9)").is_err());
     }
 }

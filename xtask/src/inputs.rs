@@ -5,13 +5,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use cocoon_image::apt::{self, PrivateApt};
 use cocoon_image::cache::Cache;
 use cocoon_image::deb;
 use cocoon_image::lock::{InputsLock, PinnedPackage, PinnedSource};
+use cocoon_image::profile::DebInput;
 
 use crate::progress::Step;
+
+/// Files an image carries as a package ships them.
+pub struct ImageFiles {
+    /// `(path in the image, verified cache path)`.
+    pub files: Vec<(String, PathBuf)>,
+    /// The packages they come from, as the manifest records them.
+    pub packages: Vec<PinnedPackage>,
+}
 
 pub struct Fetcher<'a> {
     pub cache: Cache,
@@ -131,6 +140,32 @@ impl<'a> Fetcher<'a> {
         }
         step.done("verified against image/inputs.lock");
         Ok(found)
+    }
+
+    /// What `inputs` put in an image as they are.
+    pub fn image_files<'i>(
+        &mut self,
+        lock: &InputsLock,
+        inputs: impl IntoIterator<Item = &'i DebInput>,
+    ) -> Result<ImageFiles> {
+        let mut files = Vec::new();
+        let mut packages = Vec::new();
+        for input in inputs {
+            let pkg = lock.package(input.name)?;
+            let mut found = self.files(pkg)?;
+            for (from, to) in input.resolved_files(&pkg.version) {
+                let Some(blob) = found.remove(&from) else {
+                    bail!(
+                        "inputs.lock pins no {from} in input `{}` ({}): run `cargo xtask lock`",
+                        input.name,
+                        pkg.apt_spec()
+                    );
+                };
+                files.push((to, blob));
+            }
+            packages.push(pkg.clone());
+        }
+        Ok(ImageFiles { files, packages })
     }
 }
 

@@ -16,7 +16,7 @@ use cocoon_image::deb;
 use cocoon_image::digest::Sha256;
 use cocoon_image::kmod;
 use cocoon_image::lock::{InputsLock, LOCK_SCHEMA, PinnedFile, PinnedPackage, PinnedSource};
-use cocoon_image::profile;
+use cocoon_image::profile::{self, DebInput};
 use xshell::Shell;
 
 use crate::build::LOCK_PATH;
@@ -264,10 +264,10 @@ fn pin_deb(
     })
 }
 
-/// The GPU profiles' inputs: the NVIDIA packages (all at `nvidia`), the
-/// kernel headers their modules build against, and the libraries the
-/// driver links.
-fn pin_gpu(
+/// The packages images take files from: the NVIDIA packages of the GPU
+/// profiles (all at `nvidia`), what every profile's `/init` loads (glibc,
+/// libgcc_s), and the kernel headers the NVIDIA modules build against.
+fn pin_runtime(
     apt: &mut PrivateApt,
     cache: &Cache,
     apt_dir: &Path,
@@ -275,47 +275,45 @@ fn pin_gpu(
     nvidia: &Option<String>,
     kernel: &PinnedPackage,
 ) -> Result<Vec<PinnedPackage>> {
+    let current_version = |name: &str| {
+        current
+            .and_then(|l| l.package(name).ok())
+            .map(|p| p.version.clone())
+    };
+    // A package not of the NVIDIA release stays at its pinned version
+    // until it is removed from the lock; a new one gets the newest.
+    let version_of = |apt: &mut PrivateApt, input: &DebInput| match current_version(input.name) {
+        Some(v) => Ok(v),
+        None => resolve(apt, input.package, None, input.suite),
+    };
     let mut pinned = Vec::new();
+    let mut gpu = false;
     for stack in profile::ALL.iter().filter_map(|p| p.gpu) {
+        gpu = true;
         let src = &stack.module_source;
-        let current_version = |name: &str| {
-            current
-                .and_then(|l| l.package(name).ok())
-                .map(|p| p.version.clone())
-        };
         let nvidia_version = match nvidia {
             Some(v) => resolve(apt, src.package, Some(v.clone()), src.suite)?,
-            None => match current_version(src.name) {
-                Some(v) => v,
-                None => resolve(apt, src.package, None, src.suite)?,
-            },
+            None => version_of(apt, src)?,
         };
         for input in std::iter::once(src).chain(stack.runtime) {
             let version = if input.nvidia {
                 nvidia_version.clone()
             } else {
-                match current_version(input.name) {
-                    Some(v) => v,
-                    None => resolve(apt, input.package, None, input.suite)?,
-                }
+                version_of(apt, input)?
             };
-            let to_pin = unpinned(
-                input.name,
-                input.package,
-                &version,
-                input.suite,
-                input.component,
-            );
-            pinned.push(pin_deb(
-                apt,
-                cache,
-                apt_dir,
-                to_pin,
-                &input.resolved_files(&version),
-            )?);
+            pinned.push(pin_input(apt, cache, apt_dir, input, &version)?);
         }
     }
-    if !pinned.is_empty() {
+    // Every profile's `/init` (one pin per package, however many profiles
+    // share it).
+    let mut seen = BTreeSet::new();
+    for input in profile::ALL.iter().flat_map(|p| p.init.runtime) {
+        if seen.insert(input.name) {
+            let version = version_of(apt, input)?;
+            pinned.push(pin_input(apt, cache, apt_dir, input, &version)?);
+        }
+    }
+    if gpu {
         let (_, release) = crate::build::kernel_release(kernel)?;
         let packages = profile::kernel_header_packages(&release).map_err(anyhow::Error::msg)?;
         for (name, package) in profile::KERNEL_HEADER_INPUTS.iter().zip(packages) {
@@ -330,6 +328,23 @@ fn pin_gpu(
         }
     }
     Ok(pinned)
+}
+
+fn pin_input(
+    apt: &mut PrivateApt,
+    cache: &Cache,
+    apt_dir: &Path,
+    input: &DebInput,
+    version: &str,
+) -> Result<PinnedPackage> {
+    let to_pin = unpinned(
+        input.name,
+        input.package,
+        version,
+        input.suite,
+        input.component,
+    );
+    pin_deb(apt, cache, apt_dir, to_pin, &input.resolved_files(version))
 }
 
 pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
@@ -351,8 +366,9 @@ pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     let mirror = apt::system_mirror()?;
     let apt_dir = root.join("target/cocoon/apt-lock");
     let mut suites = vec![(args.kernel_suite.clone(), "main".to_string())];
-    for stack in profile::ALL.iter().filter_map(|p| p.gpu) {
-        for input in std::iter::once(&stack.module_source).chain(stack.runtime) {
+    for p in profile::ALL {
+        let sources = p.gpu.map(|stack| &stack.module_source);
+        for input in sources.into_iter().chain(p.runtime()) {
             suites.push((input.suite.into(), input.component.into()));
         }
     }
@@ -373,7 +389,7 @@ pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
         &kernel_ver,
         &args.kernel_suite,
     )?;
-    let gpu = pin_gpu(
+    let runtime = pin_runtime(
         &mut apt,
         &cache,
         &apt_dir,
@@ -383,7 +399,7 @@ pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     )?;
     let lock = InputsLock {
         schema: LOCK_SCHEMA,
-        packages: std::iter::once(kernel).chain(gpu).collect(),
+        packages: std::iter::once(kernel).chain(runtime).collect(),
         sources: vec![pin_source(
             &mut apt,
             &cache,
