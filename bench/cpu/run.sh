@@ -29,7 +29,9 @@ run() { # shape quant threads
   echo "llama $m t=$3 $(grep -o '"avg_ts": [0-9.]*' $OUT/llama-$m-$3.json | cut -d: -f2 | tr '\n' ' ')"
 }
 # The thread team's cost per section (64 items in chunks of 4, as a small
-# model's sections hand them out), where the step stopped scaling.
+# model's sections hand them out), where the step stopped scaling, and how
+# many threads take part in a section of 64 x 1 us (all of them, since
+# joining retries; before, a worker that lost the race sat the section out).
 for t in 1 2 4 8 16; do ./pool_overhead $t | tee -a $OUT/pool.txt; done
 for t in 1 2 4 8 16; do run smollm2-135m q4_1 $t; done
 for t in 1 2 8 16; do run smollm2-135m q4_0 $t; done

@@ -164,15 +164,7 @@ fn worker(shared: &Shared, id: usize) {
             return;
         }
         seen = state >> 32;
-        if state & CLOSED != 0 {
-            continue;
-        }
-        // Join, unless the section closed (or moved on) meanwhile.
-        if shared
-            .state
-            .compare_exchange(state, state + 1, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
+        if !join(&shared.state, state) {
             continue;
         }
         // SAFETY: having joined (the CAS above, which acquires the
@@ -184,6 +176,23 @@ fn worker(shared: &Shared, id: usize) {
         }
         shared.finished.fetch_add(1, Ordering::Release);
     }
+}
+
+/// Counts this worker into the section it saw open in `seen`; false if
+/// that section has closed (or moved on) meanwhile. The other workers join
+/// at the same moment, so a failed exchange usually means only that one of
+/// them got in first: retry on what it left. (Giving up there, as this did
+/// until 2026-11-26, let only a few of 16 workers into each section: the
+/// rest had all read the same count.)
+fn join(state: &AtomicU64, seen: u64) -> bool {
+    let mut s = seen;
+    while s >> 32 == seen >> 32 && s & CLOSED == 0 {
+        match state.compare_exchange_weak(s, s + 1, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(now) => s = now,
+        }
+    }
+    false
 }
 
 impl Drop for Pool {
@@ -307,6 +316,41 @@ mod tests {
         // Its share done, it helps thread 2 next.
         assert_eq!(chunks.take(1), Some(50..60));
         assert_eq!(chunks.take(2), Some(60..70));
+    }
+
+    #[test]
+    fn a_worker_joins_after_others_got_in_first_but_never_a_closed_section() {
+        let open = 7u64 << 32;
+        let state = AtomicU64::new(open + 3);
+        // Seen with no one in; three others joined since.
+        assert!(join(&state, open));
+        assert_eq!(state.load(Ordering::Relaxed), open + 4);
+        // The caller closed it meanwhile: stays out, changes nothing.
+        state.store(open + 4 + CLOSED, Ordering::Relaxed);
+        assert!(!join(&state, open));
+        assert_eq!(state.load(Ordering::Relaxed), open + 4 + CLOSED);
+        // The next section opened meanwhile: not the one seen.
+        state.store(8 << 32, Ordering::Relaxed);
+        assert!(!join(&state, open));
+        assert_eq!(state.load(Ordering::Relaxed), 8 << 32);
+    }
+
+    #[test]
+    fn every_worker_gets_into_a_section_held_open() {
+        // Seven workers see the section open at about the same moment;
+        // the caller holds it open until all are in (or 10 s pass).
+        let pool = Pool::new(8);
+        for _ in 0..5 {
+            let seen = AtomicUsize::new(0);
+            pool.run(&|_| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                let t = std::time::Instant::now();
+                while seen.load(Ordering::SeqCst) < 8 && t.elapsed().as_secs() < 10 {
+                    std::thread::yield_now();
+                }
+            });
+            assert_eq!(seen.load(Ordering::SeqCst), 8);
+        }
     }
 
     #[test]
