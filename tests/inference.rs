@@ -245,6 +245,57 @@ fn the_api_answers_streams_and_refuses_like_openai() {
     assert!(!metrics.contains("France"));
 }
 
+/// Requests running at the same time share each decode pass over the
+/// weights (the native engine's batch): every answer is still, word for
+/// word, the one the engine gives that prompt alone.
+#[test]
+fn concurrent_requests_are_batched_and_each_answer_is_its_own() {
+    let s = HostServer::start(&[]);
+    let questions = [
+        (QUESTION, 20),
+        ("Name three colours.", 12),
+        ("Write one word that rhymes with cat.", 16),
+    ];
+    let port = s.port;
+    let answers: Vec<(String, String)> = std::thread::scope(|scope| {
+        let calls: Vec<_> = questions
+            .iter()
+            .map(|&(q, max_tokens)| {
+                let (cert, q) = (s.cert_sha256.clone(), q.to_string());
+                scope.spawn(move || {
+                    let body = json!({"model": MODEL, "messages": [{"role": "user", "content": q}], "max_tokens": max_tokens, "temperature": 0});
+                    let (status, r) = https(
+                        port,
+                        "POST",
+                        "/v1/chat/completions",
+                        Some(&body.to_string()),
+                        &cert,
+                    )
+                    .unwrap();
+                    assert_eq!(status, 200, "{r}");
+                    let r: Value = serde_json::from_str(&r).unwrap();
+                    let text = r["choices"][0]["message"]["content"].as_str().unwrap();
+                    (q, text.to_string())
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    for ((q, text), (_, max_tokens)) in answers.iter().zip(questions) {
+        let alone = host_generate_with(&["--chat", q], max_tokens);
+        assert_eq!(text, alone["text"].as_str().unwrap(), "{q}");
+    }
+    let (_, Value::String(metrics)) = s.call("GET", "/metrics", None) else {
+        panic!("metrics are text")
+    };
+    let batched = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cocoon_batched_steps_total "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(batched >= 2, "no decode step was batched:\n{metrics}");
+}
+
 /// Reads an SSE response on a raw TLS stream (to drop it mid-way).
 fn open_stream(
     s: &HostServer,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 
 use crate::model::{Model, Weights};
@@ -166,21 +166,43 @@ impl Sequence {
 
     /// Runs the model over the pending tokens and samples one more.
     pub fn step(&mut self) -> Result<Step, GenerateError> {
-        let model = self.model.clone();
+        if let Some(done) = self.done_without_forward() {
+            return Ok(done);
+        }
+        let input = Tensor::new(self.pending.as_slice(), &self.model.device)?.unsqueeze(0)?;
+        let weights = self.weights.as_mut().expect("present until drop");
+        let logits = weights.forward(&input, self.pos)?;
+        self.sample_from(logits.squeeze(0)?.to_dtype(DType::F32)?)
+    }
+
+    /// The step of a sequence that needs no pass over the weights.
+    fn done_without_forward(&mut self) -> Option<Step> {
         if let Some(f) = self.finished {
-            return Ok(Step {
+            return Some(Step {
                 text: String::new(),
                 finished: Some(f),
             });
         }
         if self.params.max_tokens == 0 {
-            return Ok(self.finish(FinishReason::Length));
+            return Some(self.finish(FinishReason::Length));
         }
-        let input = Tensor::new(self.pending.as_slice(), &model.device)?.unsqueeze(0)?;
-        let weights = self.weights.as_mut().expect("present until drop");
-        let logits = weights.forward(&input, self.pos)?;
+        None
+    }
+
+    /// The one token this sequence would run next in a batch of decode
+    /// steps: past its prompt, on the engine's own CPU path.
+    fn batchable(&mut self) -> Option<(TokenId, &mut crate::cpu::Sequence)> {
+        match (self.pending.as_slice(), self.weights.as_mut()) {
+            (&[token], Some(Weights::Native(seq))) => Some((token, seq)),
+            _ => None,
+        }
+    }
+
+    /// The rest of a step once the pending tokens have run: `logits` are
+    /// the last one's.
+    fn sample_from(&mut self, logits: Tensor) -> Result<Step, GenerateError> {
+        let model = self.model.clone();
         self.pos += self.pending.len();
-        let logits = logits.squeeze(0)?.to_dtype(DType::F32)?;
         let token = self.processor.sample(&logits)?;
         self.last_token = Some(token);
         self.completion_tokens += 1;
@@ -253,6 +275,65 @@ impl Sequence {
             finished: Some(reason),
         }
     }
+}
+
+/// One step of every sequence in `seqs`, as [`Sequence::step`] would make
+/// it, in order. The sequences that are past their prompt on the engine's
+/// own CPU path run as one batch ([`crate::cpu::forward_batch`]: the
+/// weights are read once for all of them, and each gets the logits it
+/// would get alone); the others (a prompt to prefill, candle's models) run
+/// one by one.
+pub fn step_all(seqs: &mut [&mut Sequence]) -> Steps {
+    let mut results: Vec<Option<Result<Step, GenerateError>>> = seqs
+        .iter_mut()
+        .map(|s| s.done_without_forward().map(Ok))
+        .collect();
+    // Which sequences, their tokens and their caches.
+    let (mut batch, mut tokens, mut natives) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, s) in seqs.iter_mut().enumerate() {
+        if results[i].is_none()
+            && let Some((token, native)) = s.batchable()
+        {
+            batch.push(i);
+            tokens.push(token);
+            natives.push(native);
+        }
+    }
+    if batch.len() > 1 {
+        match crate::cpu::forward_batch(&mut natives, &tokens) {
+            Ok(all) => {
+                for (&i, logits) in batch.iter().zip(all) {
+                    let vocab = logits.len();
+                    results[i] = Some(
+                        Tensor::from_vec(logits, vocab, &Device::Cpu)
+                            .map_err(GenerateError::from)
+                            .and_then(|l| seqs[i].sample_from(l)),
+                    );
+                }
+            }
+            Err(e) => {
+                for &i in &batch {
+                    results[i] = Some(Err(candle_core::Error::Msg(e.clone()).into()));
+                }
+            }
+        }
+    }
+    let batched = if batch.len() > 1 { batch.len() } else { 0 };
+    let steps = seqs
+        .iter_mut()
+        .zip(results)
+        .map(|(s, r)| r.unwrap_or_else(|| s.step()))
+        .collect();
+    Steps { steps, batched }
+}
+
+/// What [`step_all`] did.
+#[derive(Debug)]
+pub struct Steps {
+    /// One per sequence, in order.
+    pub steps: Vec<Result<Step, GenerateError>>,
+    /// How many of them ran as one batch (0 when none did).
+    pub batched: usize,
 }
 
 impl Drop for Sequence {

@@ -8,9 +8,11 @@
 //! caller is told to come back later (HTTP 429), never left waiting without
 //! limit.
 //!
-//! Sequences are not batched into one forward pass: candle's quantized
-//! models keep their KV cache inside the model, one sequence per instance.
-//! BENCHMARKS.md has the measured cost of that choice.
+//! On the engine's own CPU path the round's decode steps run as one batch
+//! ([`step_all`]): one pass over the weights for every running sequence.
+//! candle's quantized models keep their KV cache inside the model, one
+//! sequence per instance, so there each sequence is its own pass.
+//! BENCHMARKS.md has the figures.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +21,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::generate::{FinishReason, GenerateError, SamplingParams, Sequence};
+use crate::generate::{FinishReason, GenerateError, SamplingParams, Sequence, step_all};
 use crate::model::Model;
 use crate::tokenizer::TokenId;
 
@@ -65,6 +67,10 @@ pub struct Metrics {
     /// The longest time to first token seen, in microseconds.
     pub ttft_max_us: AtomicU64,
     pub busy_us: AtomicU64,
+    /// Passes over the weights that stepped several sequences at once, and
+    /// the sequence steps they made.
+    pub batched_passes: AtomicU64,
+    pub batched_steps: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +189,19 @@ fn run(model: Arc<Model>, rx: mpsc::Receiver<Job>, limits: Limits, m: &Metrics) 
                 m.active.fetch_sub(1, Ordering::SeqCst);
                 return false;
             }
-            match r.seq.step() {
+            true
+        });
+        let mut seqs: Vec<&mut Sequence> = running.iter_mut().map(|r| &mut r.seq).collect();
+        let round_steps = step_all(&mut seqs);
+        if round_steps.batched > 0 {
+            m.batched_passes.fetch_add(1, Ordering::Relaxed);
+            m.batched_steps
+                .fetch_add(round_steps.batched as u64, Ordering::Relaxed);
+        }
+        let mut steps = round_steps.steps.into_iter();
+        running.retain_mut(|r| {
+            let step = steps.next().expect("one step per running sequence");
+            match step {
                 Ok(step) => {
                     if r.first_token {
                         r.first_token = false;

@@ -380,9 +380,10 @@ fn probe_enqueue(model: &Arc<Model>, prompt: &[u32], steps: usize) -> Result<ser
     result
 }
 
-/// `n` sequences submitted at once to the server's scheduler (round-robin,
-/// one token per sequence per round; candle has no batched forward pass
-/// across sequences, so each token is its own pass over the weights).
+/// `n` sequences submitted at once to the server's scheduler (one token
+/// per sequence per round; on the engine's own CPU path a round's decode
+/// steps are one batched pass over the weights, on candle each token is
+/// its own pass).
 /// Aggregate rate = all completion tokens over the wall time from
 /// submission to the last `Done`; the decode-only rate leaves out the
 /// first round (every sequence's prefill).

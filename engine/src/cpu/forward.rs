@@ -120,24 +120,73 @@ impl Sequence {
     /// Runs `tokens` at positions `pos..`, which must continue the cache;
     /// returns the last token's logits.
     pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, String> {
-        let e = self.engine.clone();
-        let w = &e.weights;
-        let c = &w.cfg;
         if pos != self.len {
             return Err(format!(
                 "position {pos} does not continue a cache of {}",
                 self.len
             ));
         }
-        if tokens.is_empty() {
-            return Err("no tokens to run".into());
+        let engine = self.engine.clone();
+        let mut logits = engine.run(&mut [self], &[tokens])?;
+        Ok(logits.pop().expect("one sequence, one set of logits"))
+    }
+}
+
+/// One token for each of several sequences of one engine, in one pass:
+/// the weights are read once for all of them, which is what a decode step
+/// of a small batch costs on a CPU whose memory is the limit. Returns each
+/// sequence's logits, the same to the bit as its own
+/// [`forward`](Sequence::forward) would give (every row is computed by the
+/// same kernels on the same inputs).
+pub fn forward_batch(seqs: &mut [&mut Sequence], tokens: &[u32]) -> Result<Vec<Vec<f32>>, String> {
+    let Some(first) = seqs.first() else {
+        return Err("no sequences to run".into());
+    };
+    if tokens.len() != seqs.len() {
+        return Err(format!(
+            "{} tokens for {} sequences",
+            tokens.len(),
+            seqs.len()
+        ));
+    }
+    let engine = first.engine.clone();
+    if seqs.iter().any(|s| !Arc::ptr_eq(&s.engine, &engine)) {
+        return Err("a batch mixes sequences of different engines".into());
+    }
+    let per_seq: Vec<&[u32]> = tokens.chunks(1).collect();
+    engine.run(seqs, &per_seq)
+}
+
+/// Where one row of a pass comes from: its sequence and position.
+#[derive(Clone, Copy)]
+struct Row {
+    seq: usize,
+    pos: usize,
+}
+
+impl Engine {
+    /// `tokens[s]` appended to `seqs[s]` for every `s`, all rows in one
+    /// pass; returns the logits of each sequence's last new token.
+    fn run(&self, seqs: &mut [&mut Sequence], tokens: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
+        let w = &self.weights;
+        let c = &w.cfg;
+        let mut rows = Vec::new();
+        for (s, t) in tokens.iter().enumerate() {
+            if t.is_empty() {
+                return Err("no tokens to run".into());
+            }
+            rows.extend((0..t.len()).map(|i| Row {
+                seq: s,
+                pos: seqs[s].len + i,
+            }));
         }
-        let n = tokens.len();
+        let ids: Vec<u32> = tokens.concat();
+        let n = rows.len();
         let (dim, hd) = (c.dim, c.head_dim);
         let (q_dim, kv_dim) = (c.heads * hd, c.kv_heads * hd);
 
         let mut x = vec![0f32; n * dim];
-        for (t, &id) in tokens.iter().enumerate() {
+        for (t, &id) in ids.iter().enumerate() {
             let id = id as usize;
             if id >= w.embed.rows {
                 return Err(format!("token {id} is outside the vocabulary"));
@@ -148,12 +197,12 @@ impl Sequence {
                 &mut x[t * dim..(t + 1) * dim],
             );
         }
-        // Rotary angles for these positions, shared by every layer.
+        // Rotary angles for each row's position, shared by every layer.
         let half = hd / 2;
         let (mut cos, mut sin) = (vec![0f32; n * half], vec![0f32; n * half]);
-        for t in 0..n {
-            for (i, f) in e.inv_freq.iter().enumerate() {
-                let (s, co) = ((pos + t) as f32 * f).sin_cos();
+        for (t, row) in rows.iter().enumerate() {
+            for (i, f) in self.inv_freq.iter().enumerate() {
+                let (s, co) = (row.pos as f32 * f).sin_cos();
                 cos[t * half + i] = co;
                 sin[t * half + i] = s;
             }
@@ -173,7 +222,7 @@ impl Sequence {
             // Attention.
             norm_rows(&x, &l.attn_norm, c.eps, dim, &mut xn);
             quantize_rows(&xn, &mut act);
-            e.matmul(
+            self.matmul(
                 &mut [
                     (&l.wq, &mut q[..]),
                     (&l.wk, &mut k[..]),
@@ -209,29 +258,66 @@ impl Sequence {
                     }
                 }
             }
-            self.k[li].extend_from_slice(&k);
-            self.v[li].extend_from_slice(&v);
-            e.attention(&q, &self.k[li], &self.v[li], pos, n, &mut att);
+            for (t, row) in rows.iter().enumerate() {
+                let seq = &mut seqs[row.seq];
+                seq.k[li].extend_from_slice(&k[t * kv_dim..(t + 1) * kv_dim]);
+                seq.v[li].extend_from_slice(&v[t * kv_dim..(t + 1) * kv_dim]);
+            }
+            let caches: Vec<Cache> = rows
+                .iter()
+                .map(|row| Cache {
+                    k: &seqs[row.seq].k[li],
+                    v: &seqs[row.seq].v[li],
+                    seen: row.pos + 1,
+                })
+                .collect();
+            self.attention(&q, &caches, &mut att);
             quantize_rows(&att, &mut act);
-            e.matmul_add(&l.wo, &act[..n * q_dim / QK], n, &mut x);
+            self.matmul_add(&l.wo, &act[..n * q_dim / QK], n, &mut x);
 
             // Feed-forward.
             norm_rows(&x, &l.ffn_norm, c.eps, dim, &mut xn);
             quantize_rows(&xn, &mut act);
-            e.swiglu(&l.gate, &l.up, &act[..n * dim / QK], n, &mut h);
+            self.swiglu(&l.gate, &l.up, &act[..n * dim / QK], n, &mut h);
             quantize_rows(&h, &mut act);
-            e.matmul_add(&l.down, &act[..n * c.ffn / QK], n, &mut x);
+            self.matmul_add(&l.down, &act[..n * c.ffn / QK], n, &mut x);
         }
-        self.len += n;
+        for (seq, t) in seqs.iter_mut().zip(tokens) {
+            seq.len += t.len();
+        }
 
-        let last = &x[(n - 1) * dim..];
-        let mut normed = vec![0f32; dim];
-        ops::rms_norm(last, &w.out_norm, c.eps, &mut normed);
+        // The logits of each sequence's last row, in one product.
+        let last: Vec<usize> = (0..n)
+            .filter(|&t| t + 1 == n || rows[t + 1].seq != rows[t].seq)
+            .collect();
+        let m = last.len();
+        let mut normed = vec![0f32; m * dim];
+        for (i, &t) in last.iter().enumerate() {
+            ops::rms_norm(
+                &x[t * dim..(t + 1) * dim],
+                &w.out_norm,
+                c.eps,
+                &mut normed[i * dim..(i + 1) * dim],
+            );
+        }
         quantize_rows(&normed, &mut act);
-        let mut logits = vec![0f32; c.vocab];
-        e.matmul(&mut [(w.output(), &mut logits[..])], &act[..dim / QK], 1);
-        Ok(logits)
+        let mut logits = vec![0f32; m * c.vocab];
+        self.matmul(
+            &mut [(w.output(), &mut logits[..])],
+            &act[..m * dim / QK],
+            m,
+        );
+        Ok(logits.chunks_exact(c.vocab).map(<[f32]>::to_vec).collect())
     }
+}
+
+/// What one row's queries attend to: its sequence's cache of this layer,
+/// up to and including its own position.
+#[derive(Clone, Copy)]
+struct Cache<'a> {
+    k: &'a [f32],
+    v: &'a [f32],
+    seen: usize,
 }
 
 fn norm_rows(x: &[f32], weight: &[f32], eps: f32, dim: usize, out: &mut [f32]) {
@@ -329,16 +415,19 @@ impl Engine {
         });
     }
 
-    /// Causal attention of `n` new queries (at `pos..`) over the cache,
-    /// one (token, head) pair per work item.
-    fn attention(&self, q: &[f32], k: &[f32], v: &[f32], pos: usize, n: usize, out: &mut [f32]) {
+    /// Causal attention of each row's queries over its own cache, one
+    /// (row, head) pair per work item.
+    fn attention(&self, q: &[f32], caches: &[Cache], out: &mut [f32]) {
         let c = &self.weights.cfg;
         let (hd, heads) = (c.head_dim, c.heads);
         let kv_dim = c.kv_heads * hd;
         let group = heads / c.kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
+        let n = caches.len();
         assert!(q.len() >= n * heads * hd && out.len() >= n * heads * hd);
-        assert!(k.len() >= (pos + n) * kv_dim && v.len() >= (pos + n) * kv_dim);
+        for cache in caches {
+            assert!(cache.k.len() >= cache.seen * kv_dim && cache.v.len() >= cache.seen * kv_dim);
+        }
         let o = Out(out.as_mut_ptr());
         let chunks = Chunks::new(n * heads, 1, self.pool.threads());
         self.pool.run(&|thread| {
@@ -350,7 +439,7 @@ impl Engine {
                     let (t, head) = (item / heads, item % heads);
                     let kvh = head / group;
                     let qh = &q[(t * heads + head) * hd..][..hd];
-                    let seen = pos + t + 1;
+                    let Cache { k, v, seen } = caches[t];
                     scores.clear();
                     scores.extend(
                         (0..seen).map(|p| ops::dot(qh, &k[p * kv_dim + kvh * hd..][..hd]) * scale),

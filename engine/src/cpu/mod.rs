@@ -28,4 +28,4 @@ pub mod quant;
 pub mod simd;
 pub mod weights;
 
-pub use forward::{Engine, Sequence};
+pub use forward::{Engine, Sequence, forward_batch};

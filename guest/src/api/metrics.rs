@@ -33,7 +33,7 @@ pub async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
     if let Some(served) = &s.served {
         let m = &served.scheduler.metrics;
         let limits = served.scheduler.limits();
-        let rows: [(&str, &str, &str, u64); 9] = [
+        let rows: [(&str, &str, &str, u64); 11] = [
             (
                 "cocoon_queue_depth",
                 "gauge",
@@ -87,6 +87,18 @@ pub async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
                 "counter",
                 "Tokens generated.",
                 m.completion_tokens.load(Relaxed),
+            ),
+            (
+                "cocoon_batched_passes_total",
+                "counter",
+                "Passes over the weights that stepped several sequences at once.",
+                m.batched_passes.load(Relaxed),
+            ),
+            (
+                "cocoon_batched_steps_total",
+                "counter",
+                "Sequence steps made in those passes.",
+                m.batched_steps.load(Relaxed),
             ),
         ];
         for (name, kind, help, v) in rows {
