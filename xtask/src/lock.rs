@@ -287,9 +287,7 @@ fn pin_runtime(
         None => resolve(apt, input.package, None, input.suite),
     };
     let mut pinned = Vec::new();
-    let mut gpu = false;
     for stack in profile::ALL.iter().filter_map(|p| p.gpu) {
-        gpu = true;
         let src = &stack.module_source;
         let nvidia_version = match nvidia {
             Some(v) => resolve(apt, src.package, Some(v.clone()), src.suite)?,
@@ -313,7 +311,7 @@ fn pin_runtime(
             pinned.push(pin_input(apt, cache, apt_dir, input, &version)?);
         }
     }
-    if gpu {
+    if profile::ALL.iter().any(|p| p.gpu.is_some()) {
         let (_, release) = crate::build::kernel_release(kernel)?;
         let packages = profile::kernel_header_packages(&release).map_err(anyhow::Error::msg)?;
         for (name, package) in profile::KERNEL_HEADER_INPUTS.iter().zip(packages) {

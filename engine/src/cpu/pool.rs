@@ -337,19 +337,10 @@ mod tests {
 
     #[test]
     fn every_worker_gets_into_a_section_held_open() {
-        // Seven workers see the section open at about the same moment;
-        // the caller holds it open until all are in (or 10 s pass).
+        // Seven workers see the section open at about the same moment.
         let pool = Pool::new(8);
         for _ in 0..5 {
-            let seen = AtomicUsize::new(0);
-            pool.run(&|_| {
-                seen.fetch_add(1, Ordering::SeqCst);
-                let t = std::time::Instant::now();
-                while seen.load(Ordering::SeqCst) < 8 && t.elapsed().as_secs() < 10 {
-                    std::thread::yield_now();
-                }
-            });
-            assert_eq!(seen.load(Ordering::SeqCst), 8);
+            assert_eq!(threads_in_a_section_held_open(&pool), 8);
         }
     }
 
@@ -358,15 +349,20 @@ mod tests {
         let pool = Pool::new(2);
         // Long enough for the worker to give up spinning and sleep.
         std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(threads_in_a_section_held_open(&pool), 2);
+    }
+
+    /// Runs one section that each thread entering it holds open until the
+    /// whole team is in (or 10 s pass); returns how many came in.
+    fn threads_in_a_section_held_open(pool: &Pool) -> usize {
         let seen = AtomicUsize::new(0);
         pool.run(&|_| {
             seen.fetch_add(1, Ordering::SeqCst);
-            // The caller holds the section open until the worker is in.
             let t = std::time::Instant::now();
-            while seen.load(Ordering::SeqCst) < 2 && t.elapsed().as_secs() < 10 {
-                std::hint::spin_loop();
+            while seen.load(Ordering::SeqCst) < pool.threads() && t.elapsed().as_secs() < 10 {
+                std::thread::yield_now();
             }
         });
-        assert_eq!(seen.load(Ordering::SeqCst), 2);
+        seen.load(Ordering::SeqCst)
     }
 }
