@@ -12,7 +12,7 @@ fn main() {
     let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
     let mut act = vec![ActBlock::default(); blocks];
     quantize_act(&x, &mut act);
-    for kind in [WeightKind::Q4_1, WeightKind::Q8_0] {
+    for kind in [WeightKind::Q4_0, WeightKind::Q4_1, WeightKind::Q8_0] {
         let rb = blocks * kind.block_bytes();
         for rows in [64usize, 1 << 17] {
             let mut w = vec![0u8; rows * rb];
@@ -23,22 +23,36 @@ fn main() {
                 r[0] = 0;
                 r[1] = 0x3c;
             }
-            let reps = (1 << 23) / rows;
-            let t = Instant::now();
-            let mut s = 0f32;
-            for _ in 0..reps.max(3) {
-                for r in 0..rows {
-                    s += k.dot(kind, &w[r * rb..(r + 1) * rb], &act);
+            let reps = ((1 << 23) / rows).max(3);
+            let row = |r: usize| &w[r * rb..(r + 1) * rb];
+            // Four rows at a time, as the engine's matrix products go:
+            // against one activation row (a decode step) and against two
+            // (prefill and batched decode, the weights unpacked once).
+            for acts in [1, 2] {
+                let t = Instant::now();
+                let mut s = 0f32;
+                for _ in 0..reps {
+                    for r in (0..rows).step_by(4) {
+                        let rows = [row(r), row(r + 1), row(r + 2), row(r + 3)];
+                        s += match acts {
+                            1 => k.dot4(kind, rows, &act).iter().sum::<f32>(),
+                            _ => k
+                                .dot4n(kind, rows, [&act, &act])
+                                .as_flattened()
+                                .iter()
+                                .sum(),
+                        };
+                    }
                 }
+                let dt = t.elapsed().as_secs_f64();
+                let bytes = (rows * rb * reps) as f64;
+                let macs = (rows * cols * reps * acts) as f64;
+                println!(
+                    "{kind:?} {rows:>7} rows x {acts} act: {:.2} GB/s, {:.2} GMAC/s ({s:.1})",
+                    bytes / dt / 1e9,
+                    macs / dt / 1e9
+                );
             }
-            let dt = t.elapsed().as_secs_f64();
-            let bytes = (rows * rb * reps.max(3)) as f64;
-            let macs = (rows * cols * reps.max(3)) as f64;
-            println!(
-                "{kind:?} {rows:>7} rows: {:.2} GB/s, {:.2} GMAC/s ({s:.1})",
-                bytes / dt / 1e9,
-                macs / dt / 1e9
-            );
         }
     }
 }

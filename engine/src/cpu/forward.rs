@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use super::ops;
 use super::pool::{Chunks, Pool};
-use super::quant::{ActBlock, QK, dequantize_row, quantize_act};
+use super::quant::{ActBlock, QK, WeightKind, dequantize_row, quantize_act};
 use super::simd::Kernels;
 use super::weights::{QMatrix, Weights};
 
@@ -81,9 +81,14 @@ impl Out {
 /// enough that the counters are noise. (Chunks sized by bytes, for longer
 /// prefetch streams, measured no better on the 2-core VM, back when all
 /// threads took chunks from one counter.)
+/// A multiple of [`GROUP`], so that only a matrix's last chunk can end in
+/// a short group.
 fn chunk_for(rows: usize, threads: usize) -> usize {
-    (rows / (threads * 8)).clamp(4, 64)
+    (rows / (threads * 8)).clamp(GROUP, 64) / GROUP * GROUP
 }
+
+/// Rows per call of the dot kernel ([`Kernels::dot4`]).
+const GROUP: usize = 4;
 
 /// One sequence's KV cache.
 pub struct Sequence {
@@ -331,6 +336,30 @@ fn quantize_rows(x: &[f32], act: &mut [ActBlock]) {
 }
 
 impl Engine {
+    /// `f(t, [rows[j] · act[t]])` for each of the `n` activation rows of
+    /// `blocks` blocks in `act`, two at a time: each weight block is
+    /// unpacked once per pair (prefill and batched decode).
+    #[inline]
+    fn dots(
+        &self,
+        kind: WeightKind,
+        rows: [&[u8]; 4],
+        (act, blocks, n): (&[ActBlock], usize, usize),
+        mut f: impl FnMut(usize, [f32; 4]),
+    ) {
+        let row = |t: usize| &act[t * blocks..(t + 1) * blocks];
+        let mut t = 0;
+        while t + 2 <= n {
+            let [y0, y1] = self.kernels.dot4n(kind, rows, [row(t), row(t + 1)]);
+            f(t, y0);
+            f(t + 1, y1);
+            t += 2;
+        }
+        if t < n {
+            f(t, self.kernels.dot4(kind, rows, row(t)));
+        }
+    }
+
     /// `outs[j][t * rows_j + r] = W_j[r] · act[t]` for every matrix `j`,
     /// all rows of all matrices in one parallel section.
     fn matmul(&self, outs: &mut [(&QMatrix, &mut [f32])], act: &[ActBlock], n: usize) {
@@ -348,21 +377,23 @@ impl Engine {
         let chunks = Chunks::new(total, chunk_for(total, threads), threads);
         self.pool.run(&|thread| {
             while let Some(range) = chunks.take(thread) {
-                for g in range {
+                let mut g = range.start;
+                while g < range.end {
                     let (mut r, mut j) = (g, 0);
                     while r >= mats[j].0.rows {
                         r -= mats[j].0.rows;
                         j += 1;
                     }
                     let (m, out) = mats[j];
-                    let row = m.row(r);
-                    for t in 0..n {
-                        let y = self
-                            .kernels
-                            .dot(m.kind, row, &act[t * blocks..(t + 1) * blocks]);
-                        // SAFETY: (t, r) belongs to this chunk only.
-                        unsafe { *out.at(t * m.rows + r) = y };
-                    }
+                    let len = GROUP.min(range.end - g).min(m.rows - r);
+                    let rows = m.group(r, len);
+                    self.dots(m.kind, rows, (act, blocks, n), |t, y| {
+                        for (k, y) in y[..len].iter().enumerate() {
+                            // SAFETY: (t, r + k) belongs to this chunk only.
+                            unsafe { *out.at(t * m.rows + r + k) = *y };
+                        }
+                    });
+                    g += len;
                 }
             }
         });
@@ -377,15 +408,15 @@ impl Engine {
         let chunks = Chunks::new(m.rows, chunk_for(m.rows, threads), threads);
         self.pool.run(&|thread| {
             while let Some(range) = chunks.take(thread) {
-                for r in range {
-                    let row = m.row(r);
-                    for t in 0..n {
-                        let y = self
-                            .kernels
-                            .dot(m.kind, row, &act[t * blocks..(t + 1) * blocks]);
-                        // SAFETY: (t, r) belongs to this chunk only.
-                        unsafe { *out.at(t * m.rows + r) += y };
-                    }
+                for r in range.clone().step_by(GROUP) {
+                    let len = GROUP.min(range.end - r);
+                    let rows = m.group(r, len);
+                    self.dots(m.kind, rows, (act, blocks, n), |t, y| {
+                        for (k, y) in y[..len].iter().enumerate() {
+                            // SAFETY: (t, r + k) belongs to this chunk only.
+                            unsafe { *out.at(t * m.rows + r + k) += *y };
+                        }
+                    });
                 }
             }
         });
@@ -401,15 +432,26 @@ impl Engine {
         let chunks = Chunks::new(gate.rows, chunk_for(gate.rows, threads), threads);
         self.pool.run(&|thread| {
             while let Some(range) = chunks.take(thread) {
-                for r in range {
-                    let (gr, ur) = (gate.row(r), up.row(r));
-                    for t in 0..n {
-                        let a = &act[t * blocks..(t + 1) * blocks];
-                        let g = self.kernels.dot(gate.kind, gr, a);
-                        let u = self.kernels.dot(up.kind, ur, a);
-                        // SAFETY: (t, r) belongs to this chunk only.
-                        unsafe { *out.at(t * gate.rows + r) = ops::silu(g) * u };
-                    }
+                for r in range.clone().step_by(GROUP) {
+                    let len = GROUP.min(range.end - r);
+                    let (gr, ur) = (gate.group(r, len), up.group(r, len));
+                    // The gate's products first, then each replaced by
+                    // silu(gate) · up.
+                    self.dots(gate.kind, gr, (act, blocks, n), |t, g| {
+                        for (k, g) in g[..len].iter().enumerate() {
+                            // SAFETY: (t, r + k) belongs to this chunk only.
+                            unsafe { *out.at(t * gate.rows + r + k) = *g };
+                        }
+                    });
+                    self.dots(up.kind, ur, (act, blocks, n), |t, u| {
+                        for (k, u) in u[..len].iter().enumerate() {
+                            // SAFETY: as above.
+                            unsafe {
+                                let h = out.at(t * gate.rows + r + k);
+                                *h = ops::silu(*h) * u;
+                            }
+                        }
+                    });
                 }
             }
         });

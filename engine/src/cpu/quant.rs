@@ -56,18 +56,28 @@ impl Default for ActBlock {
 }
 
 /// Quantizes `x` (a multiple of [`QK`] long) into `out`.
+///
+/// Written so the compiler vectorizes it on x86-64-v3 (it ran as scalar
+/// code and took 5 % of a decode step): eight running maxima instead of
+/// one fold, and ties rounded to even (`round_ties_even` is one `vroundps`;
+/// `round`, ties away from zero, is a libm call), as llama.cpp's AVX2 code
+/// rounds.
 pub fn quantize_act(x: &[f32], out: &mut [ActBlock]) {
     debug_assert_eq!(x.len(), out.len() * QK);
     for (b, xs) in out.iter_mut().zip(x.chunks_exact(QK)) {
-        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let mut lanes = [0f32; 8];
+        for part in xs.chunks_exact(8) {
+            for (m, v) in lanes.iter_mut().zip(part) {
+                *m = m.max(v.abs());
+            }
+        }
+        let amax = lanes.iter().fold(0f32, |m, v| m.max(*v));
         let d = amax / 127.0;
         let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-        let mut sum = 0i32;
         for (q, v) in b.qs.iter_mut().zip(xs) {
-            let r = (v * id).round() as i32;
-            *q = r as i8;
-            sum += r;
+            *q = (v * id).round_ties_even() as i8;
         }
+        let sum: i32 = b.qs.iter().map(|q| *q as i32).sum();
         b.d = d;
         b.s = d * sum as f32;
     }

@@ -1,12 +1,21 @@
-//! AVX2 dot products of a row of quantized weights with quantized
-//! activations: the inner loop of every matrix product, so the one place
-//! where intrinsics are worth their weight.
+//! AVX2 dot products of quantized weight rows with quantized activations:
+//! the inner loop of every matrix product, so the one place where
+//! intrinsics are worth their weight.
 //!
-//! Per block of 32: unpack the weights to 32 bytes, `maddubs` them against
-//! the int8 activations (u8 × i8 → i16 pairs), `madd` the pairs to eight
-//! i32, convert and accumulate with one FMA by the product of the scales.
-//! Signed × signed (Q8_0) goes through `sign` so `maddubs` sees an
-//! unsigned operand. Tested against [`super::quant::dot_scalar`].
+//! Per block of 32: unpack the weights to bytes, `maddubs` them against the
+//! int8 activations (u8 × i8 → i16 pairs), `madd` the pairs to i32, convert
+//! and accumulate with one FMA by the product of the scales. Signed ×
+//! signed (Q8_0) goes through `sign` so `maddubs` sees an unsigned operand.
+//!
+//! A call takes four rows of a matrix and one or two activation rows: the
+//! scales of the four rows are converted together, an activation block is
+//! loaded once for the four rows, the weights are unpacked once for both
+//! activation rows, and the group's bytes are prefetched as one stream
+//! (the rows of a matrix lie one after another). That doubled the
+//! multiply-accumulates per second of one core against a row at a time
+//! (BENCHMARKS.md). Tested against [`super::quant::dot_scalar`], and each
+//! (row, activation row) pair is computed the same way whatever its
+//! companions, which the batched forward pass relies on.
 
 use super::quant::{ActBlock, WeightKind, dot_scalar};
 
@@ -41,18 +50,49 @@ impl Kernels {
     /// One row of weights (whole blocks) against as many activation blocks.
     #[inline]
     pub fn dot(self, kind: WeightKind, row: &[u8], act: &[ActBlock]) -> f32 {
-        debug_assert_eq!(row.len(), act.len() * kind.block_bytes());
+        self.dot4(kind, [row; 4], act)[0]
+    }
+
+    /// Four rows of one matrix against one activation row: `[rows[j] · act]`.
+    #[inline]
+    pub fn dot4(self, kind: WeightKind, rows: [&[u8]; 4], act: &[ActBlock]) -> [f32; 4] {
+        self.dot4n(kind, rows, [act])[0]
+    }
+
+    /// Four rows of one matrix against `N` activation rows:
+    /// `out[t][j] = rows[j] · acts[t]`, each row's weights unpacked once
+    /// for all `N`.
+    ///
+    /// A (row, activation row) pair's result depends only on that pair,
+    /// never on its companions or on `N` (the same lanes and the same
+    /// order of additions), so grouping rows or sequences differently
+    /// (other thread counts, chunk edges, a short last group padded with a
+    /// repeat, a batch) changes no bit of any logit.
+    #[inline]
+    pub fn dot4n<const N: usize>(
+        self,
+        kind: WeightKind,
+        rows: [&[u8]; 4],
+        acts: [&[ActBlock]; N],
+    ) -> [[f32; 4]; N] {
+        let blocks = acts.first().map_or(0, |a| a.len());
+        for row in rows {
+            assert_eq!(row.len(), blocks * kind.block_bytes());
+        }
+        for act in acts {
+            assert_eq!(act.len(), blocks);
+        }
         match self {
-            Kernels::Scalar => dot_scalar(kind, row, act),
-            // SAFETY: `detect` saw AVX2, FMA and F16C on this CPU, and the
-            // row holds exactly `act.len()` blocks (checked by the caller
-            // when the matrix was built).
+            Kernels::Scalar => acts.map(|act| rows.map(|row| dot_scalar(kind, row, act))),
+            // SAFETY: `detect` saw AVX2, FMA and F16C on this CPU, and
+            // every row and activation row holds `blocks` blocks (asserted
+            // above).
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx2 => unsafe {
                 match kind {
-                    WeightKind::Q4_0 => avx2::dot_q4(row, act, false),
-                    WeightKind::Q4_1 => avx2::dot_q4(row, act, true),
-                    WeightKind::Q8_0 => avx2::dot_q8_0(row, act),
+                    WeightKind::Q4_0 => avx2::dot4_q4::<N, false>(rows, acts),
+                    WeightKind::Q4_1 => avx2::dot4_q4::<N, true>(rows, acts),
+                    WeightKind::Q8_0 => avx2::dot4_q8_0(rows, acts),
                 }
             },
         }
@@ -84,66 +124,182 @@ mod avx2 {
         _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
     }
 
-    /// Q4_0 (`with_min` false: offset -8d) or Q4_1 (offset m).
+    /// Four rows of Q4_0 (`WITH_MIN` false: offset -8d) or Q4_1 (offset
+    /// m) blocks against `N` activation rows.
+    ///
+    /// Two rows share each 256-bit register: the 16 packed bytes of one
+    /// row in the low lane and of the next in the high lane, so one shift,
+    /// one `madd`, one conversion and one FMA serve two row-blocks, and an
+    /// activation block is loaded once for all four rows (llama.cpp gets
+    /// the same sharing by repacking Q4_0 into interleaved 8-row blocks at
+    /// load; rows read in place need no second copy of the weights). The
+    /// nibbles are unpacked once for all `N` activation rows. Low nibbles
+    /// (values 0..16) meet the activations' first 16 bytes and high nibbles
+    /// (16..32) the last 16, each half broadcast to both lanes. Each row
+    /// sums its own four float lanes, then its offset: the arithmetic of
+    /// one (row, activation row) pair is the same whatever `N` and
+    /// whatever the other rows.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_q4(row: &[u8], act: &[ActBlock], with_min: bool) -> f32 {
-        let bb = if with_min { 20 } else { 18 };
-        let qs_at = if with_min { 4 } else { 2 };
-        let low = _mm256_set1_epi8(0x0f);
-        // Lane 1 of `offsets` sums offset × s over the blocks (lane 0 is
-        // scratch). (Two accumulators, as for Q8_0, measured slower here.)
-        let mut acc = _mm256_setzero_ps();
-        let mut offsets = _mm_setzero_ps();
-        let p = row.as_ptr();
-        for (i, a) in act.iter().enumerate() {
-            // SAFETY: block i lies inside `row` (len = act.len() * bb).
-            let b = unsafe { p.add(i * bb) };
-            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PREFETCH) as *const i8);
-            // [d, m] of the weights times [d, s] of the activations, in
-            // one conversion and one multiply (ActBlock starts with d, s).
-            let scales = if with_min {
-                unsafe { _mm_cvtph_ps(_mm_cvtsi32_si128((b as *const i32).read_unaligned())) }
+    pub unsafe fn dot4_q4<const N: usize, const WITH_MIN: bool>(
+        rows: [&[u8]; 4],
+        acts: [&[ActBlock]; N],
+    ) -> [[f32; 4]; N] {
+        let bb = if WITH_MIN { 20 } else { 18 };
+        let qs_at = if WITH_MIN { 4 } else { 2 };
+        let mut acc = [[_mm256_setzero_ps(); 2]; N];
+        // Lanes 1, 5, 3, 7 sum offset × s of rows 0..4 (the rest scratch).
+        let mut offsets = [_mm256_setzero_ps(); N];
+        let p = rows.map(|r| r.as_ptr());
+        let blocks = rows[0].len() / bb;
+        for i in 0..blocks {
+            // SAFETY: block i lies inside every row (the caller checked
+            // that each row holds `blocks` blocks).
+            let b = p.map(|r| unsafe { r.add(i * bb) });
+            // The four rows lie one after another (rows of a matrix):
+            // ask for the group's bytes as one stream, 4 × bb per block.
+            let ahead = p[0].wrapping_add(PREFETCH + i * 4 * bb);
+            for k in 0..2 {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * k) as *const i8);
+            }
+            // [d0, m0, d2, m2 | d1, m1, d3, m3] of the four blocks: rows
+            // 0 and 1 (the two lanes of the first pair) find their d at the
+            // same place in each 128-bit lane, as do rows 2 and 3, so an
+            // in-lane shuffle spreads them.
+            let dm = if WITH_MIN {
+                let h = b.map(|r| unsafe { (r as *const i32).read_unaligned() });
+                _mm256_cvtph_ps(_mm_setr_epi32(h[0], h[2], h[1], h[3]))
             } else {
-                let d = unsafe { (b as *const u16).read_unaligned() } as i32;
-                // Q4_0's offset is -8d: the half-float bit pattern of -8d
-                // is not a shift away, so convert d twice.
-                let d = _mm_cvtph_ps(_mm_cvtsi32_si128(d | (d << 16)));
-                _mm_mul_ps(d, _mm_setr_ps(1.0, -8.0, 0.0, 0.0))
+                let h = b.map(|r| unsafe { (r as *const i16).read_unaligned() });
+                let d = _mm_cvtph_ps(_mm_setr_epi16(h[0], h[2], h[1], h[3], 0, 0, 0, 0));
+                let m = _mm_mul_ps(d, _mm_set1_ps(-8.0));
+                _mm256_set_m128(_mm_unpackhi_ps(d, m), _mm_unpacklo_ps(d, m))
             };
-            let ds = unsafe {
-                _mm_castsi128_ps(_mm_loadl_epi64(a as *const ActBlock as *const __m128i))
-            };
-            let prod = _mm_mul_ps(scales, ds);
-            offsets = _mm_add_ps(offsets, prod);
-            // Nibble j is value j in the low half and value j + 16 in the
-            // high half: low nibbles in lanes 0..16, high in 16..32.
-            let packed = unsafe { _mm_loadu_si128(b.add(qs_at) as *const __m128i) };
-            let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
-            let w = _mm256_and_si256(both, low);
-            let x = unsafe { _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i) };
-            acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), dot_u8_i8(w, x), acc);
+            // SAFETY: as above, 16 packed bytes at `qs_at` in each block.
+            let w = unsafe { [unpack(b[0], b[1], qs_at), unpack(b[2], b[3], qs_at)] };
+            for t in 0..N {
+                // SAFETY: every activation row holds `blocks` blocks.
+                let a = unsafe { acts[t].get_unchecked(i) };
+                // [d, s] of the activations in every pair of lanes
+                // (ActBlock starts with d, s).
+                let ds = unsafe { (a as *const ActBlock as *const i64).read_unaligned() };
+                let prod = _mm256_mul_ps(dm, _mm256_castsi256_ps(_mm256_set1_epi64x(ds)));
+                offsets[t] = _mm256_add_ps(offsets[t], prod);
+                let xq = a.qs.as_ptr() as *const __m128i;
+                let x = unsafe {
+                    [
+                        _mm256_broadcastsi128_si256(_mm_loadu_si128(xq)),
+                        _mm256_broadcastsi128_si256(_mm_loadu_si128(xq.add(1))),
+                    ]
+                };
+                let scales = [
+                    _mm256_permute_ps::<0b00_00_00_00>(prod),
+                    _mm256_permute_ps::<0b10_10_10_10>(prod),
+                ];
+                for k in 0..2 {
+                    acc[t][k] = _mm256_fmadd_ps(scales[k], dot_pair(w[k], x), acc[t][k]);
+                }
+            }
         }
-        hsum(acc) + _mm_cvtss_f32(_mm_movehdup_ps(offsets))
+        std::array::from_fn(|t| {
+            let mut l = [0f32; 16];
+            let mut off = [0f32; 8];
+            // SAFETY: 8 floats each.
+            unsafe {
+                _mm256_storeu_ps(l.as_mut_ptr(), acc[t][0]);
+                _mm256_storeu_ps(l.as_mut_ptr().add(8), acc[t][1]);
+                _mm256_storeu_ps(off.as_mut_ptr(), offsets[t]);
+            }
+            std::array::from_fn(|j| {
+                let l = &l[4 * j..4 * j + 4];
+                ((l[0] + l[2]) + (l[1] + l[3])) + off[[1, 5, 3, 7][j]]
+            })
+        })
     }
 
+    /// The nibbles of two rows' blocks as bytes, row `r0` in the low lane
+    /// and `r1` in the high: `[values 0..16, values 16..32]`.
+    ///
+    /// SAFETY: `r0` and `r1` each point at a whole block whose packed
+    /// bytes start at `qs_at`.
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_q8_0(row: &[u8], act: &[ActBlock]) -> f32 {
-        // Two accumulators: consecutive blocks do not wait on each
-        // other's FMA.
-        let mut acc = [_mm256_setzero_ps(); 2];
-        let p = row.as_ptr();
-        for (i, a) in act.iter().enumerate() {
-            // SAFETY: block i lies inside `row` (len = act.len() * 34).
-            let b = unsafe { p.add(i * 34) };
-            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PREFETCH) as *const i8);
-            let d = unsafe { (b as *const u16).read_unaligned() } as i32;
-            let scale = _mm_mul_ss(_mm_cvtph_ps(_mm_cvtsi32_si128(d)), _mm_set_ss(a.d));
-            let w = unsafe { _mm256_loadu_si256(b.add(2) as *const __m256i) };
-            let x = unsafe { _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i) };
-            let prod = dot_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-            acc[i & 1] = _mm256_fmadd_ps(_mm256_broadcastss_ps(scale), prod, acc[i & 1]);
+    unsafe fn unpack(r0: *const u8, r1: *const u8, qs_at: usize) -> [__m256i; 2] {
+        let v = unsafe {
+            _mm256_loadu2_m128i(
+                r1.add(qs_at) as *const __m128i,
+                r0.add(qs_at) as *const __m128i,
+            )
+        };
+        let low = _mm256_set1_epi8(0x0f);
+        [
+            _mm256_and_si256(v, low),
+            _mm256_and_si256(_mm256_srli_epi16(v, 4), low),
+        ]
+    }
+
+    /// Two rows' unpacked blocks against one activation block (its two
+    /// halves broadcast to both lanes): the integer dot products as
+    /// floats, four lanes per row.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_pair(w: [__m256i; 2], x: [__m256i; 2]) -> __m256 {
+        // Each i16 sums four products of at most 15 × 128: no saturation.
+        let s = _mm256_add_epi16(
+            _mm256_maddubs_epi16(w[0], x[0]),
+            _mm256_maddubs_epi16(w[1], x[1]),
+        );
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(s, _mm256_set1_epi16(1)))
+    }
+
+    /// Four rows of Q8_0 blocks against `N` activation rows. Signed ×
+    /// signed goes through `sign` so `maddubs` sees an unsigned operand;
+    /// each weight block's absolute values serve all `N` activation rows,
+    /// and the four rows' scales are converted together. One accumulator
+    /// per (row, activation row): the four rows already keep the FMAs
+    /// independent.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot4_q8_0<const N: usize>(
+        rows: [&[u8]; 4],
+        acts: [&[ActBlock]; N],
+    ) -> [[f32; 4]; N] {
+        let mut acc = [[_mm256_setzero_ps(); 4]; N];
+        let p = rows.map(|r| r.as_ptr());
+        let blocks = rows[0].len() / 34;
+        for i in 0..blocks {
+            // SAFETY: block i lies inside every row (the caller checked
+            // that each row holds `blocks` blocks).
+            let b = p.map(|r| unsafe { r.add(i * 34) });
+            // As for Q4: one stream of 4 × 34 bytes per block.
+            let ahead = p[0].wrapping_add(PREFETCH + i * 4 * 34);
+            for k in 0..3 {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * k) as *const i8);
+            }
+            let h = b.map(|r| unsafe { (r as *const i16).read_unaligned() });
+            let d = _mm_cvtph_ps(_mm_setr_epi16(h[0], h[1], h[2], h[3], 0, 0, 0, 0));
+            // SAFETY: 32 quants after each block's scale.
+            let w = b.map(|r| unsafe { _mm256_loadu_si256(r.add(2) as *const __m256i) });
+            let abs_w = w.map(|w| _mm256_sign_epi8(w, w));
+            for t in 0..N {
+                // SAFETY: every activation row holds `blocks` blocks.
+                let a = unsafe { acts[t].get_unchecked(i) };
+                // The four rows' d × d_act in both 128-bit lanes, so an
+                // in-lane shuffle spreads row j's to all eight.
+                let prod = _mm_mul_ps(d, _mm_set1_ps(a.d));
+                let prod = _mm256_set_m128(prod, prod);
+                let scales = [
+                    _mm256_permute_ps::<0b00_00_00_00>(prod),
+                    _mm256_permute_ps::<0b01_01_01_01>(prod),
+                    _mm256_permute_ps::<0b10_10_10_10>(prod),
+                    _mm256_permute_ps::<0b11_11_11_11>(prod),
+                ];
+                let x = unsafe { _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i) };
+                for j in 0..4 {
+                    let dot = dot_u8_i8(abs_w[j], _mm256_sign_epi8(x, w[j]));
+                    acc[t][j] = _mm256_fmadd_ps(scales[j], dot, acc[t][j]);
+                }
+            }
         }
-        hsum(_mm256_add_ps(acc[0], acc[1]))
+        acc.map(|acc| acc.map(|v| hsum(v)))
     }
 }
 
@@ -160,37 +316,97 @@ mod tests {
         *seed >> 33
     }
 
+    /// A row of `blocks` random blocks with sane f16 scales (random bits
+    /// can be NaN or huge).
+    fn random_row(kind: WeightKind, blocks: usize, seed: &mut u64) -> Vec<u8> {
+        let mut row: Vec<u8> = (0..blocks * kind.block_bytes())
+            .map(|_| lcg(seed) as u8)
+            .collect();
+        for b in row.chunks_exact_mut(kind.block_bytes()) {
+            let d = half::f16::from_f32((lcg(seed) % 1000) as f32 / 1e4);
+            b[..2].copy_from_slice(&d.to_bits().to_le_bytes());
+            if kind == WeightKind::Q4_1 {
+                let m = half::f16::from_f32(-((lcg(seed) % 1000) as f32) / 1e4);
+                b[2..4].copy_from_slice(&m.to_bits().to_le_bytes());
+            }
+        }
+        row
+    }
+
+    fn check(kernels: Kernels, kind: WeightKind, rows: [&[u8]; 4], act: &[ActBlock]) {
+        let got = kernels.dot4(kind, rows, act);
+        for (j, row) in rows.iter().enumerate() {
+            let want = dot_scalar(kind, row, act);
+            let tol = 1e-4 * (1.0 + want.abs());
+            assert!(
+                (want - got[j]).abs() <= tol,
+                "{kind:?} row {j} x{} on {}: {want} vs {}",
+                act.len(),
+                kernels.name(),
+                got[j]
+            );
+            // The same bits wherever the row sits and whatever its
+            // companions: batched and differently chunked passes rely on it.
+            assert_eq!(kernels.dot(kind, row, act).to_bits(), got[j].to_bits());
+            let mut moved = [rows[3], rows[2], rows[1], rows[0]];
+            moved[3 - j] = row;
+            assert_eq!(
+                kernels.dot4(kind, moved, act)[3 - j].to_bits(),
+                got[j].to_bits()
+            );
+        }
+    }
+
     #[test]
     fn every_kernel_matches_the_scalar_reference() {
         let kernels = Kernels::detect();
         let mut seed = 7;
         for kind in [WeightKind::Q4_0, WeightKind::Q4_1, WeightKind::Q8_0] {
             for blocks in [1, 3, 18, 48] {
-                let mut row: Vec<u8> = (0..blocks * kind.block_bytes())
-                    .map(|_| lcg(&mut seed) as u8)
+                let rows: Vec<Vec<u8>> = (0..4)
+                    .map(|_| random_row(kind, blocks, &mut seed))
                     .collect();
-                // Sane f16 scales (random bits can be NaN or huge).
-                for b in row.chunks_exact_mut(kind.block_bytes()) {
-                    let d = half::f16::from_f32((lcg(&mut seed) % 1000) as f32 / 1e4);
-                    b[..2].copy_from_slice(&d.to_bits().to_le_bytes());
-                    if kind == WeightKind::Q4_1 {
-                        let m = half::f16::from_f32(-((lcg(&mut seed) % 1000) as f32) / 1e4);
-                        b[2..4].copy_from_slice(&m.to_bits().to_le_bytes());
-                    }
-                }
                 let x: Vec<f32> = (0..blocks * QK)
                     .map(|_| (lcg(&mut seed) % 2001) as f32 / 1000.0 - 1.0)
                     .collect();
                 let mut act = vec![ActBlock::default(); blocks];
                 quantize_act(&x, &mut act);
-                let want = dot_scalar(kind, &row, &act);
-                let got = kernels.dot(kind, &row, &act);
-                let tol = 1e-4 * (1.0 + want.abs());
-                assert!(
-                    (want - got).abs() <= tol,
-                    "{kind:?} x{blocks} on {}: {want} vs {got}",
-                    kernels.name()
+                check(
+                    kernels,
+                    kind,
+                    std::array::from_fn(|j| rows[j].as_slice()),
+                    &act,
                 );
+            }
+        }
+    }
+
+    /// The largest products the kernels can meet (every nibble 15 or every
+    /// byte -128, activations at ±127) sum without saturating an i16.
+    #[test]
+    fn extreme_blocks_do_not_saturate() {
+        let kernels = Kernels::detect();
+        let blocks = 4;
+        for kind in [WeightKind::Q4_0, WeightKind::Q4_1, WeightKind::Q8_0] {
+            let mut row = vec![0u8; blocks * kind.block_bytes()];
+            for (i, b) in row.chunks_exact_mut(kind.block_bytes()).enumerate() {
+                let fill = match (kind, i % 2) {
+                    (WeightKind::Q8_0, 0) => 0x80,
+                    (WeightKind::Q8_0, _) => 0x7f,
+                    (_, 0) => 0xff,
+                    _ => 0x00,
+                };
+                b.fill(fill);
+                b[..2].copy_from_slice(&half::f16::from_f32(0.5).to_bits().to_le_bytes());
+                if kind == WeightKind::Q4_1 {
+                    b[2..4].copy_from_slice(&half::f16::from_f32(-1.0).to_bits().to_le_bytes());
+                }
+            }
+            for sign in [1.0f32, -1.0] {
+                let x = vec![sign; blocks * QK];
+                let mut act = vec![ActBlock::default(); blocks];
+                quantize_act(&x, &mut act);
+                check(kernels, kind, [&row; 4], &act);
             }
         }
     }

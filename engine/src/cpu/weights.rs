@@ -27,6 +27,17 @@ impl QMatrix {
     pub fn row(&self, r: usize) -> &[u8] {
         &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
     }
+
+    /// Rows `r..r + len` (1 to 4) as [`Kernels::dot4`] takes them: a
+    /// short group repeats its last row, whose extra results the caller
+    /// drops.
+    ///
+    /// [`Kernels::dot4`]: super::simd::Kernels::dot4
+    #[inline]
+    pub fn group(&self, r: usize, len: usize) -> [&[u8]; 4] {
+        debug_assert!((1..=4).contains(&len));
+        std::array::from_fn(|k| self.row(r + k.min(len - 1)))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
