@@ -5,6 +5,7 @@
 #   cocoon-guest   target/x86_64-unknown-linux-gnu/guest/cocoon-guest (cargo xtask build)
 #   verify_speed   target/release/examples/verify_speed (cargo build --release -p cocoon-engine --examples)
 #   pool_overhead  target/release/examples/pool_overhead (the same command)
+#   kernel_speed   target/release/examples/kernel_speed (the same command)
 #   llama-bench    the one `cargo xtask bench-inference` builds, with its
 #                  libssl.so.3, libcrypto.so.3 and libgomp.so.1 beside it
 # Results go to $OUT (one JSON per run); BENCHMARKS.md has the figures.
@@ -33,6 +34,9 @@ run() { # shape quant threads
 # many threads take part in a section of 64 x 1 us (all of them, since
 # joining retries; before, a worker that lost the race sat the section out).
 for t in 1 2 4 8 16; do ./pool_overhead $t | tee -a $OUT/pool.txt; done
+# One core's multiply-adds per second in the dot kernels (four rows per
+# call), cache-resident and streamed: what a thread can do at best.
+./kernel_speed | tee $OUT/kernel_speed.txt
 for t in 1 2 4 8 16; do run smollm2-135m q4_1 $t; done
 for t in 1 2 8 16; do run smollm2-135m q4_0 $t; done
 for t in 4 16; do run llama-3.2-1b q4_1 $t; done
