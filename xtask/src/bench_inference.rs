@@ -85,7 +85,7 @@ fn llama_bench(sh: &Shell, root: &Path) -> Result<PathBuf> {
     .quiet()
     .ignore_stdout()
     .run()
-    .context("configuring llama.cpp (is cmake installed?)")?;
+    .context("configuring llama.cpp (is cmake installed? `cargo xtask setup` installs it)")?;
     let jobs = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)

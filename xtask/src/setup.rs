@@ -56,6 +56,8 @@ const PACKAGES: &[(&str, Option<&str>, &str)] = &[
     // The release tests check our signatures with the stock tool, and it
     // makes the signatures the tests check with ours.
     ("minisign", None, "command -v minisign"),
+    // `bench-inference` builds llama.cpp, the engine's peer, from source.
+    ("cmake", None, "command -v cmake"),
 ];
 
 const BACKPORTS_SOURCE: &str = "/etc/apt/sources.list.d/cocoon-backports.sources";
