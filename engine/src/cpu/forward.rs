@@ -81,8 +81,8 @@ impl Out {
 /// enough that the counters are noise. (Chunks sized by bytes, for longer
 /// prefetch streams, measured no better on the 2-core VM, back when all
 /// threads took chunks from one counter.)
-/// A multiple of [`GROUP`], so that only a matrix's last chunk can end in
-/// a short group.
+/// A multiple of [`GROUP`], so that only the end of a matrix (a row count
+/// that is not a multiple of four) cuts a group short.
 fn chunk_for(rows: usize, threads: usize) -> usize {
     (rows / (threads * 8)).clamp(GROUP, 64) / GROUP * GROUP
 }
