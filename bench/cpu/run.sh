@@ -19,9 +19,6 @@ for spec in smollm2-135m:q4_1 smollm2-135m:q4_0 llama-3.2-1b:q4_1; do
   $G synth-gguf --shape $sh --quant $q --gguf $sh-$q.gguf --pack $sh-$q.pack > $OUT/synth-$sh-$q.json
 done
 ls -la *.pack; sha256sum *.pack | tee $OUT/packs.sha256
-for p in smollm2-135m-q4_1.pack llama-3.2-1b-q4_1.pack; do
-  ./verify_speed $p | tee -a $OUT/verify.txt; ./verify_speed $p --cold | tee -a $OUT/verify.txt
-done
 run() { # shape quant threads
   local m=$1-$2
   timeout 120 $G bench --pack $m.pack --threads $3 --prompt-tokens 128 --gen-tokens 64 --reps 3 --device cpu > $OUT/ours-$m-$3.json 2>$OUT/ours-$m-$3.err
@@ -29,14 +26,19 @@ run() { # shape quant threads
   timeout 120 ./llama-bench -m $m.gguf -t $3 -p 128 -n 64 -r 3 -o json > $OUT/llama-$m-$3.json 2>$OUT/llama-$m-$3.err
   echo "llama $m t=$3 $(grep -o '"avg_ts": [0-9.]*' $OUT/llama-$m-$3.json | cut -d: -f2 | tr '\n' ' ')"
 }
+# Most wanted first (a device call may end before the last): how the
+# thread team scales, then decode at many threads, where we fell behind.
 # The thread team's cost per section (64 items in chunks of 4, as a small
-# model's sections hand them out), where the step stopped scaling, and how
-# many threads take part in a section of 64 x 1 us (all of them, since
-# joining retries; before, a worker that lost the race sat the section out).
+# model's sections hand them out), and how many threads take part in a
+# section of 64 x 1 us (all of them, since joining retries; before, a
+# worker that lost the race sat the section out).
 for t in 1 2 4 8 16; do ./pool_overhead $t | tee -a $OUT/pool.txt; done
+for t in 16 8 4 2 1; do run smollm2-135m q4_1 $t; done
+for t in 16 8 1; do run smollm2-135m q4_0 $t; done
+for t in 16 4; do run llama-3.2-1b q4_1 $t; done
 # One core's multiply-adds per second in the dot kernels (four rows per
 # call), cache-resident and streamed: what a thread can do at best.
 ./kernel_speed | tee $OUT/kernel_speed.txt
-for t in 1 2 4 8 16; do run smollm2-135m q4_1 $t; done
-for t in 1 2 8 16; do run smollm2-135m q4_0 $t; done
-for t in 4 16; do run llama-3.2-1b q4_1 $t; done
+for p in smollm2-135m-q4_1.pack llama-3.2-1b-q4_1.pack; do
+  ./verify_speed $p | tee -a $OUT/verify.txt; ./verify_speed $p --cold | tee -a $OUT/verify.txt
+done

@@ -35,6 +35,9 @@ pub enum LoadError {
 pub enum Weights {
     /// The engine's own CPU path ([`crate::cpu`]).
     Native(crate::cpu::Sequence),
+    /// The engine's own CUDA path ([`crate::cuda`]).
+    #[cfg(feature = "cuda")]
+    Cuda(crate::cuda::Sequence),
     Llama(quantized_llama::ModelWeights),
     Qwen2(Box<quantized_qwen2::ModelWeights>),
     Qwen3(quantized_qwen3::ModelWeights),
@@ -44,6 +47,8 @@ impl std::fmt::Debug for Weights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Weights::Native(_) => "Weights::Native",
+            #[cfg(feature = "cuda")]
+            Weights::Cuda(_) => "Weights::Cuda",
             Weights::Llama(_) => "Weights::Llama",
             Weights::Qwen2(_) => "Weights::Qwen2",
             Weights::Qwen3(_) => "Weights::Qwen3",
@@ -60,6 +65,13 @@ impl Weights {
                 let vocab = logits.len();
                 Tensor::from_vec(logits, (1, vocab), &Device::Cpu)
             }
+            #[cfg(feature = "cuda")]
+            Weights::Cuda(s) => {
+                let ids: Vec<u32> = input.flatten_all()?.to_vec1()?;
+                let logits = s.forward(&ids, pos).map_err(candle_core::Error::Msg)?;
+                let vocab = logits.len();
+                Tensor::from_vec(logits, (1, vocab), &Device::Cpu)
+            }
             Weights::Llama(m) => m.forward(input, pos),
             Weights::Qwen2(m) => m.forward(input, pos),
             Weights::Qwen3(m) => m.forward(input, pos),
@@ -68,6 +80,8 @@ impl Weights {
     pub fn clear_kv_cache(&mut self) {
         match self {
             Weights::Native(s) => s.clear(),
+            #[cfg(feature = "cuda")]
+            Weights::Cuda(s) => s.clear(),
             Weights::Llama(m) => m.clear_kv_cache(),
             Weights::Qwen2(m) => m.clear_kv_cache(),
             Weights::Qwen3(m) => m.clear_kv_cache(),
@@ -78,6 +92,8 @@ impl Weights {
     pub fn fork(&self) -> Option<Weights> {
         let mut w = match self {
             Weights::Native(s) => Weights::Native(crate::cpu::Sequence::new(s.engine().clone())),
+            #[cfg(feature = "cuda")]
+            Weights::Cuda(s) => Weights::Cuda(crate::cuda::Sequence::new(s.engine().clone())),
             Weights::Llama(m) => Weights::Llama(m.clone()),
             Weights::Qwen3(m) => Weights::Qwen3(m.clone()),
             Weights::Qwen2(_) => return None,
@@ -204,6 +220,27 @@ fn native_weights(
     Ok((Weights::Native(crate::cpu::Sequence::new(engine)), name))
 }
 
+/// The engine's own CUDA weights on GPU 0 and the name of what runs
+/// them, or why this model is not one the CUDA path takes.
+#[cfg(feature = "cuda")]
+fn cuda_weights(
+    ct: &gguf_file::Content,
+    gguf: &[u8],
+    arch: &str,
+    header: &PackHeader,
+) -> Result<(Weights, String), String> {
+    let w = crate::cpu::weights::Weights::load(ct, gguf, arch)?;
+    let tuning = crate::cuda::Tuning::from_env();
+    let engine = crate::cuda::Engine::load(&w, 0, header.context_length as usize, tuning)?;
+    drop(w);
+    let name = format!(
+        "native cuda ({}, {:?}, {} positions)",
+        engine.gpu, engine.tuning, engine.capacity
+    );
+    let engine = std::sync::Arc::new(engine);
+    Ok((Weights::Cuda(crate::cuda::Sequence::new(engine)), name))
+}
+
 /// candle-transformers' model of `arch` on `device` (on the CPU with the
 /// encodings candle has no SIMD kernel for re-encoded first).
 fn candle_weights(
@@ -302,8 +339,12 @@ impl Model {
             }
         }
         let arch = pack.header.architecture.as_str();
-        let native = (device.is_cpu() && cpu_engine == CpuEngine::Native)
-            .then(|| native_weights(&ct, pack.gguf, arch));
+        let native = (cpu_engine == CpuEngine::Native).then(|| match &device {
+            Device::Cpu => native_weights(&ct, pack.gguf, arch),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(_) => cuda_weights(&ct, pack.gguf, arch, &pack.header),
+            _ => Err("no native path for this device".into()),
+        });
         let (weights, engine) = match native {
             Some(Ok(native)) => native,
             // Not a model the native path takes: candle runs it.
@@ -355,6 +396,15 @@ impl Model {
     /// The longest sequence this server runs: the pack's context length,
     /// capped where candle's llama precomputes its rotary tables.
     pub fn context_length(&self) -> usize {
+        #[cfg(feature = "cuda")]
+        if let Some(Weights::Cuda(s)) = self
+            .weights
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            return (self.header.context_length as usize).min(s.engine().capacity);
+        }
         let llama = self.header.architecture == "llama";
         let cap = if llama {
             quantized_llama::MAX_SEQ_LEN

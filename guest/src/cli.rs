@@ -9,15 +9,16 @@
 //! cocoon-guest tokenize --pack FILE --text TEXT
 //! cocoon-guest bench    --pack FILE [--prompt-tokens N] [--gen-tokens N] [--reps N] [--warmup N] [--probe-steps N]
 //!                       [--first-tokens N] [--concurrency 1,8,32] [--concurrent-gen-tokens N] [--concurrent-reps N]
-//!                       [--time-verify false]
+//!                       [--time-verify false] [--logits-out FILE]
 //! cocoon-guest synth-gguf --shape NAME [--quant q4_0|q4_1|q8_0] --gguf FILE [--pack FILE]
 //! cocoon-guest gpu-probe [--nonce HEX]    # NVML's view of this host's GPUs, JSON
 //! ```
 //! `--threads N` (any command) sets the engine's thread count; `--device
 //! cpu|cuda|auto` (commands that load a pack) where it runs (default auto:
 //! CUDA if this build has it and a GPU answers); `--cpu-engine
-//! native|candle` which implementation runs on the CPU (default native:
-//! the engine's own, see `cocoon_engine::cpu`).
+//! native|candle` which implementation runs there (default native: the
+//! engine's own, `cocoon_engine::cpu` or, on a GPU, `cocoon_engine::cuda`;
+//! candle's is kept to compare against).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -256,7 +257,7 @@ fn bench(args: &Args) -> Result<()> {
     }
     let probe = match args.num("probe-steps", 0)? {
         0 => serde_json::Value::Null,
-        n => probe_enqueue(&model, &prompt, n)?,
+        n => probe_enqueue(&model, &prompt, n, args.get("logits-out"))?,
     };
     let mut runs = Vec::new();
     let mut tokens = serde_json::Value::Null;
@@ -332,7 +333,16 @@ fn bench_one(model: &Arc<Model>, prompt: &[u32], n_gen: usize) -> Result<serde_j
 /// time until the device has finished too. When the two are close the GPU
 /// sits idle waiting for launches (the step is host-bound); when the
 /// enqueue is short the step is bound by the kernels themselves.
-fn probe_enqueue(model: &Arc<Model>, prompt: &[u32], steps: usize) -> Result<serde_json::Value> {
+///
+/// With `logits_out`, the prompt's logits and every step's are written
+/// there one after another (f32, little-endian), to compare devices or
+/// implementations value by value.
+fn probe_enqueue(
+    model: &Arc<Model>,
+    prompt: &[u32],
+    steps: usize,
+    logits_out: Option<&str>,
+) -> Result<serde_json::Value> {
     use candle_core::Tensor;
     let dev = &model.device;
     let mut w = model
@@ -355,6 +365,7 @@ fn probe_enqueue(model: &Arc<Model>, prompt: &[u32], steps: usize) -> Result<ser
             .map(|x| (*x as f64).powi(2))
             .sum::<f64>()
             .sqrt();
+        let mut all = logits.clone();
         let (mut enqueue, mut step) = (Vec::new(), Vec::new());
         for i in 0..steps {
             let t = Instant::now();
@@ -363,7 +374,18 @@ fn probe_enqueue(model: &Arc<Model>, prompt: &[u32], steps: usize) -> Result<ser
             enqueue.push(t.elapsed().as_secs_f64());
             dev.synchronize()?;
             step.push(t.elapsed().as_secs_f64());
-            drop(logits);
+            if logits_out.is_some() {
+                all.extend(
+                    logits
+                        .flatten_all()?
+                        .to_dtype(candle_core::DType::F32)?
+                        .to_vec1::<f32>()?,
+                );
+            }
+        }
+        if let Some(path) = logits_out {
+            let bytes: Vec<u8> = all.iter().flat_map(|x| x.to_le_bytes()).collect();
+            std::fs::write(path, bytes).with_context(|| format!("writing {path}"))?;
         }
         let median = |mut v: Vec<f64>| {
             v.sort_by(f64::total_cmp);

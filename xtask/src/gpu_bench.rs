@@ -12,7 +12,9 @@
 //!    `bench-inference` uses), stripped to what `llama-bench` with the
 //!    CUDA backend needs, to build there.
 //! 4. A folder holding those (compressed) and `bench/gpu/`'s scripts; the
-//!    device runs `bash DIR/run.sh DIR $OUT`.
+//!    device runs `bash DIR/run.sh DIR $OUT` (against llama.cpp) or
+//!    `bash DIR/native.sh DIR/cocoon-guest.xz $OUT` (the engine's own CUDA
+//!    path: logits against the CPU engine, speed, a profile of its kernels).
 //!
 //! The synthetic models are not carried: the binary writes them there
 //! (`cocoon-guest synth-gguf`), since an 8B file is 4.5 GB.
@@ -273,7 +275,15 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     let xz = out.join("cocoon-guest.xz");
     cmd!(sh, "sh -c 'xz -6 -T0 -c \"$1\" > \"$2\"' - {bin} {xz}").run()?;
     llama_sources(sh, &out)?;
-    for f in ["run.sh", "roofline.py", "collect.py"] {
+    for f in [
+        "run.sh",
+        "roofline.py",
+        "collect.py",
+        "native.sh",
+        "compare_logits.py",
+        "summary.py",
+        "ncu_summary.py",
+    ] {
         std::fs::copy(root.join("bench/gpu").join(f), out.join(f))?;
     }
     let size: u64 = std::fs::read_dir(&out)?
@@ -289,7 +299,8 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
         );
     }
     eprintln!(
-        "xtask: on the device machine, from the folder's parent: bash {0}/run.sh {0} $OUT",
+        "xtask: on the device machine, from the folder's parent: bash {0}/run.sh {0} $OUT \
+         (or bash {0}/native.sh {0}/cocoon-guest.xz $OUT)",
         args.out.display()
     );
     Ok(())

@@ -18,8 +18,9 @@
 //! | [`forward`] | the forward pass and a sequence's KV cache |
 //!
 //! Models it does not take (another architecture, partial rotary, rows
-//! that are not whole blocks) stay on candle's implementation; the GPU
-//! path is candle's CUDA backend.
+//! that are not whole blocks) stay on candle's implementation. The GPU
+//! twin of this path is `crate::cuda` (feature `cuda`), which loads its
+//! weights through [`weights`].
 
 pub mod forward;
 pub mod ops;

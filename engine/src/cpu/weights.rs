@@ -23,6 +23,11 @@ pub struct QMatrix {
 }
 
 impl QMatrix {
+    /// All rows' blocks, as in the GGUF.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+
     #[inline]
     pub fn row(&self, r: usize) -> &[u8] {
         &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
