@@ -235,6 +235,7 @@ impl Engine {
                 ],
                 &act[..n * dim / QK],
                 n,
+                false,
             );
             for t in 0..n {
                 let (qt, kt, vt) = (
@@ -278,14 +279,19 @@ impl Engine {
                 .collect();
             self.attention(&q, &caches, &mut att);
             quantize_rows(&att, &mut act);
-            self.matmul_add(&l.wo, &act[..n * q_dim / QK], n, &mut x);
+            self.matmul(&mut [(&l.wo, &mut x[..])], &act[..n * q_dim / QK], n, true);
 
             // Feed-forward.
             norm_rows(&x, &l.ffn_norm, c.eps, dim, &mut xn);
             quantize_rows(&xn, &mut act);
             self.swiglu(&l.gate, &l.up, &act[..n * dim / QK], n, &mut h);
             quantize_rows(&h, &mut act);
-            self.matmul_add(&l.down, &act[..n * c.ffn / QK], n, &mut x);
+            self.matmul(
+                &mut [(&l.down, &mut x[..])],
+                &act[..n * c.ffn / QK],
+                n,
+                true,
+            );
         }
         for (seq, t) in seqs.iter_mut().zip(tokens) {
             seq.len += t.len();
@@ -311,6 +317,7 @@ impl Engine {
             &mut [(w.output(), &mut logits[..])],
             &act[..m * dim / QK],
             m,
+            false,
         );
         Ok(logits.chunks_exact(c.vocab).map(<[f32]>::to_vec).collect())
     }
@@ -360,9 +367,10 @@ impl Engine {
         }
     }
 
-    /// `outs[j][t * rows_j + r] = W_j[r] · act[t]` for every matrix `j`,
-    /// all rows of all matrices in one parallel section.
-    fn matmul(&self, outs: &mut [(&QMatrix, &mut [f32])], act: &[ActBlock], n: usize) {
+    /// `outs[j][t * rows_j + r] = W_j[r] · act[t]` for every matrix `j`
+    /// (or `+=` when `add`: a projection into the residual), all rows of
+    /// all matrices in one parallel section.
+    fn matmul(&self, outs: &mut [(&QMatrix, &mut [f32])], act: &[ActBlock], n: usize, add: bool) {
         let blocks = act.len() / n;
         let mats: Vec<(&QMatrix, Out)> = outs
             .iter_mut()
@@ -390,33 +398,11 @@ impl Engine {
                     self.dots(m.kind, rows, (act, blocks, n), |t, y| {
                         for (k, y) in y[..len].iter().enumerate() {
                             // SAFETY: (t, r + k) belongs to this chunk only.
-                            unsafe { *out.at(t * m.rows + r + k) = *y };
+                            let o = unsafe { &mut *out.at(t * m.rows + r + k) };
+                            *o = if add { *o + *y } else { *y };
                         }
                     });
                     g += len;
-                }
-            }
-        });
-    }
-
-    /// `x[t * rows + r] += W[r] · act[t]` (a projection into the residual).
-    fn matmul_add(&self, m: &QMatrix, act: &[ActBlock], n: usize, x: &mut [f32]) {
-        let blocks = m.cols / QK;
-        assert!(act.len() >= n * blocks && x.len() >= n * m.rows);
-        let out = Out(x.as_mut_ptr());
-        let threads = self.pool.threads();
-        let chunks = Chunks::new(m.rows, chunk_for(m.rows, threads), threads);
-        self.pool.run(&|thread| {
-            while let Some(range) = chunks.take(thread) {
-                for r in range.clone().step_by(GROUP) {
-                    let len = GROUP.min(range.end - r);
-                    let rows = m.group(r, len);
-                    self.dots(m.kind, rows, (act, blocks, n), |t, y| {
-                        for (k, y) in y[..len].iter().enumerate() {
-                            // SAFETY: (t, r + k) belongs to this chunk only.
-                            unsafe { *out.at(t * m.rows + r + k) += *y };
-                        }
-                    });
                 }
             }
         });
