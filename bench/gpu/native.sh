@@ -9,7 +9,9 @@
 #   bench/gpu/native.sh BIN OUT
 #
 # BIN is the guest binary built with `--features cuda`, or the
-# cocoon-guest.xz that `cargo xtask gpu-bench-prepare` packs. OUT receives log.txt and
+# cocoon-guest.xz that `cargo xtask gpu-bench-prepare` packs; a
+# cuda-tests.xz beside it (engine/tests/cuda.rs, packed there too) runs
+# first, and a test that hangs stops the script. OUT receives log.txt and
 # raw.tgz, the JSON of every step (the device tool brings back few files).
 # Each step has its own time limit and the script goes on when one fails:
 # a failed step is a missing figure.
@@ -44,6 +46,15 @@ export LD_LIBRARY_PATH=$LIBDIRS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
   [ -d $d ] && LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
 done
+
+TESTS=$(dirname "$BIN")/cuda-tests.xz
+[ -f "$TESTS" ] || TESTS=$(dirname "$(realpath "$1")")/cuda-tests.xz
+if [ -f "$TESTS" ]; then
+  say "engine/tests/cuda.rs"
+  xz -dc "$TESTS" > $W/cuda-tests && chmod +x $W/cuda-tests
+  timeout 100 $W/cuda-tests --test-threads=1 2>&1 | tail -25
+  [ ${PIPESTATUS[0]} = 124 ] && { say "the CUDA tests hung: stopping"; exit 1; }
+fi
 
 say "roofline"
 timeout 60 python3 "$HERE/roofline.py" | tee $RAW/roofline.json

@@ -7,7 +7,8 @@
 //!    `libcuda.so` that candle's cudarc links against, from Debian's
 //!    `libcuda1` (link time only: the driver's own library is used at run
 //!    time). Every download is pinned by sha256 and kept in the cache.
-//! 2. The guest binary with `--features cuda`, kernels for sm_90 (Hopper).
+//! 2. The guest binary with `--features cuda`, kernels for sm_90 (Hopper),
+//!    and `engine/tests/cuda.rs` built, not run (it needs a GPU).
 //! 3. llama.cpp's sources from the pinned llama-cpp-python sdist (the one
 //!    `bench-inference` uses), stripped to what `llama-bench` with the
 //!    CUDA backend needs, to build there.
@@ -183,32 +184,68 @@ fn toolkit(sh: &Shell, cache: &Cache) -> Result<PathBuf> {
     Ok(cu13)
 }
 
-/// Builds the guest with CUDA into target/cuda; returns the binary.
-fn build_guest(sh: &Shell, root: &Path, cu13: &Path) -> Result<PathBuf> {
-    let step = Step::start("building cocoon-guest --features cuda (candle's kernels take a while)");
-    let target = root.join("target/cuda");
+/// `cargo ARGS` with the assembled toolkit's environment, into target/cuda.
+fn cuda_cargo<'a>(sh: &'a Shell, root: &Path, cu13: &Path, args: &[&str]) -> xshell::Cmd<'a> {
     let path = format!(
         "{}:{}",
         cu13.join("bin").display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let lib = cu13.join("lib");
-    cmd!(
-        sh,
-        "cargo build --release --locked -p cocoon-guest --features cuda"
-    )
-    .env("CUDA_ROOT", cu13)
-    .env("CUDA_PATH", cu13)
-    .env("CUDA_HOME", cu13)
-    .env("PATH", path)
-    // No GPU here to ask: Hopper (candle-kernels then targets sm_90a).
-    .env("CUDA_COMPUTE_CAP", "90")
-    .env("LIBRARY_PATH", &lib)
-    // The plain release profile (no LTO), not the image's guest profile:
-    // a bench binary, built in minutes rather than with fat LTO.
-    .env("CARGO_TARGET_DIR", &target)
-    .run()?;
-    let bin = target.join("release/cocoon-guest");
+    cmd!(sh, "cargo {args...}")
+        .env("CUDA_ROOT", cu13)
+        .env("CUDA_PATH", cu13)
+        .env("CUDA_HOME", cu13)
+        .env("PATH", path)
+        // No GPU here to ask: Hopper (candle-kernels then targets sm_90a).
+        .env("CUDA_COMPUTE_CAP", "90")
+        .env("LIBRARY_PATH", cu13.join("lib"))
+        // The plain release profile (no LTO), not the image's guest
+        // profile: a bench binary, built in minutes rather than with fat LTO.
+        .env("CARGO_TARGET_DIR", root.join("target/cuda"))
+}
+
+/// Builds the guest with CUDA into target/cuda; returns the binary.
+fn build_guest(sh: &Shell, root: &Path, cu13: &Path) -> Result<PathBuf> {
+    let step = Step::start("building cocoon-guest --features cuda (candle's kernels take a while)");
+    let args = [
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "cocoon-guest",
+        "--features",
+        "cuda",
+    ];
+    cuda_cargo(sh, root, cu13, &args).run()?;
+    let bin = root.join("target/cuda/release/cocoon-guest");
+    step.done(&bin.display().to_string());
+    Ok(bin)
+}
+
+/// Builds `engine/tests/cuda.rs` (the CUDA path's tests, which need a GPU)
+/// without running it; returns the test binary.
+fn build_cuda_tests(sh: &Shell, root: &Path, cu13: &Path) -> Result<PathBuf> {
+    let step = Step::start("building the engine's CUDA tests");
+    let args = [
+        "test",
+        "--release",
+        "--locked",
+        "-p",
+        "cocoon-engine",
+        "--features",
+        "cuda",
+        "--test",
+        "cuda",
+        "--no-run",
+        "--message-format=json",
+    ];
+    let json = cuda_cargo(sh, root, cu13, &args).read()?;
+    let bin = json
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "cuda")
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .context("cargo named no executable for engine/tests/cuda.rs")?;
     step.done(&bin.display().to_string());
     Ok(bin)
 }
@@ -270,10 +307,13 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     let out = root.join(&args.out);
     let cu13 = toolkit(sh, &cache)?;
     let bin = build_guest(sh, root, &cu13)?;
+    let tests = build_cuda_tests(sh, root, &cu13)?;
     std::fs::create_dir_all(&out)?;
     let step = Step::start("packing the device folder");
-    let xz = out.join("cocoon-guest.xz");
-    cmd!(sh, "sh -c 'xz -6 -T0 -c \"$1\" > \"$2\"' - {bin} {xz}").run()?;
+    for (from, name) in [(&bin, "cocoon-guest.xz"), (&tests, "cuda-tests.xz")] {
+        let xz = out.join(name);
+        cmd!(sh, "sh -c 'xz -6 -T0 -c \"$1\" > \"$2\"' - {from} {xz}").run()?;
+    }
     llama_sources(sh, &out)?;
     for f in [
         "run.sh",
