@@ -31,21 +31,7 @@ say() { echo "[$(($(date +%s) - T0))s] $*"; }
 
 say "card"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.memory,pstate,power.limit --format=csv
-# candle's CUDA path links cuBLAS and cuRAND: the machine's PyTorch wheels.
-LIBDIRS=$(python3 - <<'PY'
-import os, nvidia
-dirs = set()
-for base in nvidia.__path__:
-    for root, _, files in os.walk(base):
-        if any(f.startswith(("libcublas", "libcudart.so", "libcurand", "libnvrtc")) for f in files):
-            dirs.add(root)
-print(":".join(sorted(dirs)))
-PY
-)
-export LD_LIBRARY_PATH=$LIBDIRS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
-  [ -d $d ] && LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
-done
+. "$HERE/libs.sh"
 
 TESTS=$(dirname "$BIN")/cuda-tests.xz
 [ -f "$TESTS" ] || TESTS=$(dirname "$(realpath "$1")")/cuda-tests.xz

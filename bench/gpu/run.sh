@@ -32,23 +32,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max
 nvidia-smi --query-gpu=clocks.sm,clocks.mem,temperature.gpu,utilization.gpu --format=csv
 nproc
 
-# cuBLAS, cuRAND and the CUDA runtime come from the pip packages of the
-# machine's PyTorch (CUDA 13, like the toolkit the binary was built with).
-LIBDIRS=$(python3 - <<'PY'
-import os, nvidia
-dirs = set()
-for base in nvidia.__path__:
-    for root, _, files in os.walk(base):
-        if any(f.startswith(("libcublas", "libcudart.so", "libcurand", "libnvrtc")) for f in files):
-            dirs.add(root)
-print(":".join(sorted(dirs)))
-PY
-)
-export LD_LIBRARY_PATH=$LIBDIRS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-# The driver's libcuda, where an image keeps it outside the loader's cache.
-for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
-  [ -d $d ] && LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
-done
+. "$HERE/libs.sh"
 command -v nvcc >/dev/null || export PATH=$PATH:/usr/local/cuda/bin
 nvcc --version | tail -1
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"

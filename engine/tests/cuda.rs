@@ -14,7 +14,7 @@ use cocoon_engine::{cpu, cuda};
 
 mod common;
 
-use common::gguf;
+use common::{assert_logits_close, gguf};
 
 const ENCODINGS: [GgmlDType; 4] = [
     GgmlDType::Q4_0,
@@ -57,15 +57,7 @@ fn cuda_logits_follow_the_cpu_engines() {
             let want = run(|t, p| c.forward(t, p).unwrap());
             let mut g = cuda::Sequence::new(gpu(arch, dtype));
             let got = run(|t, p| g.forward(t, p).unwrap());
-            for (step, (w, g)) in want.iter().zip(&got).enumerate() {
-                assert_eq!(w.len(), g.len());
-                let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let worst = w.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-                assert!(
-                    worst <= 0.05 * scale,
-                    "{arch} {dtype:?} step {step}: logits differ by {worst} (largest {scale})"
-                );
-            }
+            assert_logits_close(&want, &got, &format!("{arch} {dtype:?}"));
         }
     }
 }

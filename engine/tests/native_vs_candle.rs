@@ -15,7 +15,7 @@ use cocoon_engine::cpu::{Engine, Sequence, weights::Weights};
 
 mod common;
 
-use common::{VOCAB, gguf};
+use common::{VOCAB, assert_logits_close, gguf};
 
 /// One of candle's models, as a function of (input, position).
 type Forward = Box<dyn FnMut(&Tensor, usize) -> Tensor>;
@@ -80,16 +80,7 @@ fn native_logits_follow_candles_for_every_architecture_and_encoding() {
             let want = candle_logits(arch, &bytes, &steps);
             for threads in [1, 3] {
                 let got = native_logits(arch, &bytes, &steps, threads);
-                for (step, (w, g)) in want.iter().zip(&got).enumerate() {
-                    assert_eq!(w.len(), g.len());
-                    let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    let worst = w.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-                    assert!(
-                        worst <= 0.05 * scale,
-                        "{arch} {dtype:?} {threads} threads, step {step}: \
-                         logits differ by {worst} (largest {scale})"
-                    );
-                }
+                assert_logits_close(&want, &got, &format!("{arch} {dtype:?} {threads} threads"));
             }
         }
     }

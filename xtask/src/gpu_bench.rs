@@ -323,6 +323,7 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
         "compare_logits.py",
         "summary.py",
         "ncu_summary.py",
+        "libs.sh",
     ] {
         std::fs::copy(root.join("bench/gpu").join(f), out.join(f))?;
     }

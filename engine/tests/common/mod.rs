@@ -96,3 +96,19 @@ pub fn gguf(arch: &str, dtype: GgmlDType) -> Vec<u8> {
     gguf_file::write(&mut out, &md_refs, &t_refs).unwrap();
     out.into_inner()
 }
+
+/// Each step's logits within 5 % of its largest one: two implementations
+/// that both quantize the activations but sum in different orders.
+#[allow(dead_code)] // not every test binary compares implementations
+pub fn assert_logits_close(want: &[Vec<f32>], got: &[Vec<f32>], what: &str) {
+    assert_eq!(want.len(), got.len(), "{what}: steps");
+    for (step, (w, g)) in want.iter().zip(got).enumerate() {
+        assert_eq!(w.len(), g.len());
+        let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = w.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            worst <= 0.05 * scale,
+            "{what}, step {step}: logits differ by {worst} (largest {scale})"
+        );
+    }
+}
