@@ -263,8 +263,9 @@ impl Sequence {
             ],
             logits: stream.alloc_zeros(c.vocab)?,
             // SAFETY: f32 has no invalid bit patterns; read only after the
-            // copy into it has finished (`as_slice` waits for it). Flags 0:
-            // cached memory (write-combined memory is slow for the CPU to read).
+            // stream has finished the copy into it (`forward` waits for the
+            // stream). Flags 0: cached memory (write-combined memory is slow
+            // for the CPU to read).
             logits_host: unsafe { e.ctx.alloc_pinned_with_flags(c.vocab, 0)? },
             k: (0..c.layers)
                 .map(|_| stream.alloc_zeros(cache))
