@@ -59,19 +59,9 @@ impl std::fmt::Debug for Weights {
 impl Weights {
     pub fn forward(&mut self, input: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
         match self {
-            Weights::Native(s) => {
-                let ids: Vec<u32> = input.flatten_all()?.to_vec1()?;
-                let logits = s.forward(&ids, pos).map_err(candle_core::Error::Msg)?;
-                let vocab = logits.len();
-                Tensor::from_vec(logits, (1, vocab), &Device::Cpu)
-            }
+            Weights::Native(s) => native_step(input, |ids| s.forward(ids, pos)),
             #[cfg(feature = "cuda")]
-            Weights::Cuda(s) => {
-                let ids: Vec<u32> = input.flatten_all()?.to_vec1()?;
-                let logits = s.forward(&ids, pos).map_err(candle_core::Error::Msg)?;
-                let vocab = logits.len();
-                Tensor::from_vec(logits, (1, vocab), &Device::Cpu)
-            }
+            Weights::Cuda(s) => native_step(input, |ids| s.forward(ids, pos)),
             Weights::Llama(m) => m.forward(input, pos),
             Weights::Qwen2(m) => m.forward(input, pos),
             Weights::Qwen3(m) => m.forward(input, pos),
@@ -101,6 +91,18 @@ impl Weights {
         w.clear_kv_cache();
         Some(w)
     }
+}
+
+/// A step of one of the engine's own paths: the token ids out of `input`,
+/// the logits back as a `(1, vocab)` tensor on the CPU.
+fn native_step(
+    input: &Tensor,
+    step: impl FnOnce(&[u32]) -> Result<Vec<f32>, String>,
+) -> candle_core::Result<Tensor> {
+    let ids: Vec<u32> = input.flatten_all()?.to_vec1()?;
+    let logits = step(&ids).map_err(candle_core::Error::Msg)?;
+    let vocab = logits.len();
+    Tensor::from_vec(logits, (1, vocab), &Device::Cpu)
 }
 
 /// A loaded model: what every request needs.
