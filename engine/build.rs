@@ -1,8 +1,9 @@
-//! With the `cuda` feature, compiles the CUDA engine's kernels
+//! With `cuda` or `cuda-candle`, compiles the CUDA engine's kernels
 //! (`src/cuda/kernels.cu`) ahead of time into one fatbin of SASS for the
 //! GPUs below: the engine then needs no PTX compiler where it runs (the
 //! GPU image carries no NVRTC and no JIT library), and a GPU of another
-//! generation is told so and served by candle's kernels instead.
+//! generation is told so (and served by candle's kernels in a
+//! `cuda-candle` build).
 //!
 //! nvcc is the one on `PATH`, else `$CUDA_ROOT/bin/nvcc` (as candle's
 //! build looks for it; `cargo xtask gpu-bench-prepare` sets both).
@@ -16,7 +17,7 @@ const ARCHS: &[&str] = &["80", "89", "90"];
 fn main() {
     println!("cargo::rerun-if-changed=src/cuda/kernels.cu");
     println!("cargo::rerun-if-env-changed=CUDA_ROOT");
-    if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
+    if std::env::var_os("CARGO_FEATURE_CUDA_ENGINE").is_none() {
         return;
     }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

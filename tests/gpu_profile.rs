@@ -120,6 +120,23 @@ fn the_gpu_image_without_a_gpu_powers_off_saying_why() {
         );
     }
     assert!(init.needed.iter().any(|l| l == "libc.so.6"), "{init:?}");
+    // It carries the engine's CUDA kernels, compiled ahead of time (a
+    // fatbin of SASS), and links no CUDA library: cudarc opens libcuda at
+    // run time, so the same binary starts where there is none.
+    let init_bytes = &entry("init").unwrap().data;
+    let has = |needle: &[u8]| init_bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        has(&[0x50, 0xed, 0x55, 0xba]) && has(b".text.matvec_q4_0_1"),
+        "/init carries no compiled CUDA kernels"
+    );
+    for lib in &init.needed {
+        assert!(
+            !["libcuda", "libcudart", "libcublas", "libnvrtc", "libcurand"]
+                .iter()
+                .any(|cuda| lib.starts_with(cuda)),
+            "/init links {lib}: the image's engine must open libcuda at run time instead"
+        );
+    }
     // One `/init` for both profiles: the CPU image's boot and inference
     // tests run the very program a GPU machine runs.
     let cpu_cpio =

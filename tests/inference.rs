@@ -480,6 +480,51 @@ fn a_dev_boot_serves_the_openai_client_the_host_engines_answer() {
     vm.stop_cleanly();
 }
 
+/// `/init` carries the engine's CUDA path but opens libcuda only when asked
+/// (cudarc's dynamic loading): where there is no NVIDIA driver, as on CI,
+/// it serves from the CPU, and a run that requires CUDA is refused with
+/// the reason instead of a panic.
+#[test]
+fn without_a_driver_the_cuda_build_refuses_cuda_and_serves_on_the_cpu() {
+    let driver = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]
+        .iter()
+        .any(|d| std::path::Path::new(d).join("libcuda.so.1").exists());
+    if driver {
+        eprintln!("skipped: this machine has an NVIDIA driver (libcuda.so.1)");
+        return;
+    }
+    let run = |device: &str| {
+        Command::new(guest_bin())
+            .args(["generate", "--chat", "Hi", "--max-tokens", "1"])
+            .args(["--device", device, "--pack"])
+            .arg(model_pack())
+            .output()
+            .unwrap()
+    };
+    let cuda = run("cuda");
+    let err = String::from_utf8_lossy(&cuda.stderr);
+    assert_eq!(cuda.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("CUDA: no NVIDIA driver (libcuda.so.1 does not load)")
+            && !err.contains("panicked"),
+        "{err}"
+    );
+    let auto = run("auto");
+    assert!(
+        auto.status.success(),
+        "{}",
+        String::from_utf8_lossy(&auto.stderr)
+    );
+    // `gpu-probe`, what a provider runs first, says the same.
+    let probe = Command::new(guest_bin()).arg("gpu-probe").output().unwrap();
+    assert!(probe.status.success(), "{probe:?}");
+    let probe: Value = serde_json::from_slice(&probe.stdout).unwrap();
+    assert_eq!(
+        probe["cuda"], "CUDA: no NVIDIA driver (libcuda.so.1 does not load)",
+        "{probe}"
+    );
+}
+
 #[test]
 fn a_pack_with_one_flipped_byte_never_serves() {
     require_qemu();

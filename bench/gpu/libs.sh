@@ -1,4 +1,4 @@
-# Sourced by the GPU scripts: the libraries a `--features cuda` build needs
+# Sourced by the GPU scripts: the libraries a `--features cuda-candle` build needs
 # on a lent machine. cuBLAS, cuRAND and the CUDA runtime (candle's CUDA
 # path links them) come from the pip packages of the machine's PyTorch
 # (CUDA 13, like the toolkit the binary was built with); the driver's

@@ -8,10 +8,11 @@
 #
 #   bench/gpu/native.sh BIN OUT
 #
-# BIN is the guest binary built with `--features cuda`, or the
+# BIN is the guest binary built with `--features cuda-candle`, or the
 # cocoon-guest.xz that `cargo xtask gpu-bench-prepare` packs; a
 # cuda-tests.xz beside it (engine/tests/cuda.rs, packed there too) runs
-# first, and a test that hangs stops the script. OUT receives log.txt and
+# first, and a test that hangs stops the script; an init.xz beside it (the
+# images' /init) is checked and timed too. OUT receives log.txt and
 # raw.tgz, the JSON of every step (the device tool brings back few files).
 # Each step has its own time limit and the script goes on when one fails:
 # a failed step is a missing figure.
@@ -60,6 +61,19 @@ for q in q4_0 q4_1 q8_0; do
 done
 grep -h '"engine"\|error' $RAW/probe-cuda-q4_0.json | head -3
 
+# The images' /init (init.xz, packed beside BIN): the same source built by
+# the pinned CUDA 12.4 nvcc, libcuda opened at run time. Its logits against
+# the CPU engine's here, its speed on the 8B shape below.
+INIT=$(dirname "$(realpath "$1")")/init.xz
+if [ -f "$INIT" ]; then
+  xz -dc "$INIT" > $W/init && chmod +x $W/init
+  m=$W/smollm2-135m-q4_0
+  say "the images' /init: q4_0 probe"
+  timeout 60 $W/init bench --pack $m.pack --device cuda $probe --logits-out $W/init-q4_0.f32 > $RAW/probe-init-q4_0.json
+  grep -h '"engine"\|"device"\|error' $RAW/probe-init-q4_0.json | head -3
+  say "logits q4_0, CPU against /init: $(python3 "$HERE/compare_logits.py" $W/cpu-q4_0.f32 $W/init-q4_0.f32 | tee $RAW/compare-init-q4_0.json)"
+fi
+
 for s in llama-3.1-8b llama-3.2-1b smollm2-135m; do
   say "synth $s"
   timeout 90 $BIN synth-gguf --shape $s --quant q4_0 --gguf $W/$s.gguf --pack $W/$s.pack | tee $RAW/synth-$s.json
@@ -91,6 +105,12 @@ for s in llama-3.1-8b llama-3.2-1b smollm2-135m; do
     python3 "$HERE/summary.py" $RAW/native-$s-nograph.json
   fi
 done
+if [ -x $W/init ]; then
+  say "the images' /init, native CUDA: llama-3.1-8b"
+  timeout 120 $W/init bench --pack $W/llama-3.1-8b.pack --device cuda --time-verify false \
+    --prompt-tokens 128 --gen-tokens 64 --reps 3 > $RAW/init-llama-3.1-8b.json
+  python3 "$HERE/summary.py" $RAW/init-llama-3.1-8b.json
+fi
 if [ "${WITH_CANDLE:-1}" = 1 ]; then
   say "candle's CUDA path: llama-3.1-8b"
   timeout 120 $BIN bench --pack $W/llama-3.1-8b.pack --device cuda --cpu-engine candle --time-verify false \

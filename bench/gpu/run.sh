@@ -1,7 +1,7 @@
 #!/bin/bash
 # The GPU benchmark, as run on a lent H100/H200 (no Rust, no network
 # there): our engine (the guest binary in host mode, built with
-# `--features cuda`) on synthetic-weight GGUFs of three model shapes, the
+# `--features cuda-candle`) on synthetic-weight GGUFs of three model shapes, the
 # card's memory-bandwidth roofline, and llama.cpp's CUDA build on the same
 # files, all in one run on one card.
 #

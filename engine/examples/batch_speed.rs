@@ -4,9 +4,8 @@
 
 use std::time::Instant;
 
-use candle_core::Device;
 use cocoon_engine::cpu::{Sequence, forward_batch};
-use cocoon_engine::model::{CpuEngine, Model, Weights};
+use cocoon_engine::model::{CpuEngine, Model, Target, Weights};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -15,7 +14,7 @@ fn main() {
         // SAFETY: set before any other thread exists.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", t) };
     }
-    let model = Model::load_with(&pack, (Device::Cpu, "cpu".into()), CpuEngine::Native).unwrap();
+    let model = Model::load_with(&pack, (Target::Cpu, "cpu".into()), CpuEngine::Native).unwrap();
     let Some(Weights::Native(first)) = model.checkout() else {
         panic!("the native path does not take this model")
     };

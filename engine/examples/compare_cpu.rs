@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use candle_core::Device;
-use cocoon_engine::model::{CpuEngine, Model};
+use cocoon_engine::model::{CpuEngine, Model, Target};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -14,7 +14,7 @@ fn main() {
     let prompt: Vec<u32> = vec![1, 28, 3, 4437, 198, 2683, 314, 253, 5356, 30, 2];
     for which in [CpuEngine::Native, CpuEngine::Candle] {
         let t = Instant::now();
-        let model = Model::load_with(&pack, (Device::Cpu, "cpu".into()), which).unwrap();
+        let model = Model::load_with(&pack, (Target::Cpu, "cpu".into()), which).unwrap();
         let load = t.elapsed();
         let mut w = model.checkout().unwrap();
         let input = candle_core::Tensor::new(prompt.as_slice(), &Device::Cpu)

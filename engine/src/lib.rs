@@ -8,13 +8,13 @@
 //! | [`template`] | the chat template, keeping user text apart from special tokens |
 //! | [`model`] | loading the weights (llama, qwen2, qwen3) on CPU or CUDA |
 //! | [`cpu`] | the engine's own CPU path: AVX2 kernels, thread team, forward pass |
-//! | `cuda` | (feature `cuda`) its own CUDA path: kernels, a decode step as one graph |
+//! | `cuda` | (features `cuda`, `cuda-candle`) its own CUDA path: kernels, a decode step as one graph |
 //! | [`repack`] | re-encoding weights candle has no SIMD kernel for |
 //! | [`generate`] | one generation: sampling, stop sequences, budgets |
 //! | [`scheduler`] | serving many requests fairly from one engine thread |
 
 pub mod cpu;
-#[cfg(feature = "cuda")]
+#[cfg(feature = "cuda-engine")]
 pub mod cuda;
 pub mod generate;
 pub mod model;

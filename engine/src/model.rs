@@ -1,7 +1,7 @@
-//! Loading a verified model pack into candle: the tokenizer and chat
-//! template from the GGUF metadata, the weights for one of the supported
-//! architectures, on the CPU or (with the `cuda` feature and a working GPU)
-//! on CUDA.
+//! Loading a verified model pack: the tokenizer and chat template from the
+//! GGUF metadata, the weights for one of the supported architectures, on
+//! the CPU or (built with `cuda` or `cuda-candle`, and a working GPU) on
+//! CUDA.
 
 use std::io::Cursor;
 use std::sync::Mutex;
@@ -26,6 +26,8 @@ pub enum LoadError {
     Template(#[from] crate::template::TemplateError),
     #[error("architecture {0:?} is not supported")]
     Architecture(String),
+    #[error("{0}")]
+    Device(String),
 }
 
 /// The weights of one sequence. Llama and Qwen3 weights are shared between
@@ -36,7 +38,7 @@ pub enum Weights {
     /// The engine's own CPU path ([`crate::cpu`]).
     Native(crate::cpu::Sequence),
     /// The engine's own CUDA path ([`crate::cuda`]).
-    #[cfg(feature = "cuda")]
+    #[cfg(feature = "cuda-engine")]
     Cuda(crate::cuda::Sequence),
     Llama(quantized_llama::ModelWeights),
     Qwen2(Box<quantized_qwen2::ModelWeights>),
@@ -47,7 +49,7 @@ impl std::fmt::Debug for Weights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Weights::Native(_) => "Weights::Native",
-            #[cfg(feature = "cuda")]
+            #[cfg(feature = "cuda-engine")]
             Weights::Cuda(_) => "Weights::Cuda",
             Weights::Llama(_) => "Weights::Llama",
             Weights::Qwen2(_) => "Weights::Qwen2",
@@ -60,7 +62,7 @@ impl Weights {
     pub fn forward(&mut self, input: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
         match self {
             Weights::Native(s) => native_step(input, |ids| s.forward(ids, pos)),
-            #[cfg(feature = "cuda")]
+            #[cfg(feature = "cuda-engine")]
             Weights::Cuda(s) => native_step(input, |ids| s.forward(ids, pos)),
             Weights::Llama(m) => m.forward(input, pos),
             Weights::Qwen2(m) => m.forward(input, pos),
@@ -70,7 +72,7 @@ impl Weights {
     pub fn clear_kv_cache(&mut self) {
         match self {
             Weights::Native(s) => s.clear(),
-            #[cfg(feature = "cuda")]
+            #[cfg(feature = "cuda-engine")]
             Weights::Cuda(s) => s.clear(),
             Weights::Llama(m) => m.clear_kv_cache(),
             Weights::Qwen2(m) => m.clear_kv_cache(),
@@ -82,7 +84,7 @@ impl Weights {
     pub fn fork(&self) -> Option<Weights> {
         let mut w = match self {
             Weights::Native(s) => Weights::Native(crate::cpu::Sequence::new(s.engine().clone())),
-            #[cfg(feature = "cuda")]
+            #[cfg(feature = "cuda-engine")]
             Weights::Cuda(s) => Weights::Cuda(crate::cuda::Sequence::new(s.engine().clone())),
             Weights::Llama(m) => Weights::Llama(m.clone()),
             Weights::Qwen3(m) => Weights::Qwen3(m.clone()),
@@ -114,6 +116,8 @@ pub struct Model {
     /// Tokens that end the assistant's turn (EOS and the template's end
     /// of turn markers).
     pub end_tokens: Vec<TokenId>,
+    /// Where candle's tensors live: the CPU for the engine's own paths
+    /// (their steps take token ids and give back logits on the CPU).
     pub device: Device,
     pub device_name: String,
     /// Which implementation runs it, e.g. `native (avx2, 2 threads)` or
@@ -124,16 +128,30 @@ pub struct Model {
     weights: Mutex<Option<Weights>>,
 }
 
+/// Where a model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Cpu,
+    /// GPU 0: the engine's own CUDA path, or candle's where this build has
+    /// it (`cuda-candle`).
+    Cuda,
+}
+
 /// Where to run: CUDA if this build has it and a GPU answers, else the CPU.
 /// Never panics when there is no GPU or its driver fails; says why instead.
-pub fn pick_device() -> (Device, String) {
-    if candle_core::utils::cuda_is_available() {
-        match Device::new_cuda(0) {
-            Ok(d) => return (d, "cuda:0".into()),
-            Err(e) => return (Device::Cpu, format!("cpu (CUDA device 0 failed: {e})")),
-        }
+pub fn pick_device() -> (Target, String) {
+    match gpu_name() {
+        Ok(name) => (Target::Cuda, format!("cuda:0 ({name})")),
+        Err(why) => (Target::Cpu, format!("cpu ({why})")),
     }
-    (Device::Cpu, "cpu".into())
+}
+
+/// GPU 0's name, or why this process cannot run on it.
+fn gpu_name() -> Result<String, String> {
+    #[cfg(feature = "cuda-engine")]
+    return crate::cuda::probe(0);
+    #[cfg(not(feature = "cuda-engine"))]
+    Err("built without CUDA".into())
 }
 
 fn strings(ct: &gguf_file::Content, key: &str) -> Result<Vec<String>, LoadError> {
@@ -188,17 +206,29 @@ fn tokenizer_from(ct: &gguf_file::Content, header: &PackHeader) -> Result<Tokeni
     .map_err(|e| LoadError::Tokenizer(e.to_string()))
 }
 
-/// A device chosen by name: `cpu`, `cuda` (the first GPU, or an error
-/// saying why not) or `auto` ([`pick_device`]). Benchmarks run the same
-/// model on both to compare their tokens.
-pub fn device_named(name: &str) -> Result<(Device, String), String> {
+/// A device chosen by name: `cpu`, `cuda` (GPU 0, or an error saying why
+/// not) or `auto` ([`pick_device`]). Benchmarks run the same model on both
+/// to compare their tokens.
+pub fn device_named(name: &str) -> Result<(Target, String), String> {
     match name {
         "auto" => Ok(pick_device()),
-        "cpu" => Ok((Device::Cpu, "cpu".into())),
-        "cuda" => Device::new_cuda(0)
-            .map(|d| (d, "cuda:0".into()))
-            .map_err(|e| format!("CUDA device 0: {e}")),
+        "cpu" => Ok((Target::Cpu, "cpu".into())),
+        "cuda" => gpu_name()
+            .map(|n| (Target::Cuda, format!("cuda:0 ({n})")))
+            .map_err(|e| format!("CUDA: {e}")),
         other => Err(format!("device {other:?}: use cpu, cuda or auto")),
+    }
+}
+
+/// candle's CUDA device 0, for models the engine's own CUDA path does not
+/// take (or `--cpu-engine candle`); only builds with `cuda-candle` have it.
+fn candle_cuda() -> Result<Device, LoadError> {
+    if cfg!(feature = "cuda-candle") {
+        Device::new_cuda(0).map_err(|e| LoadError::Device(format!("candle's CUDA device 0: {e}")))
+    } else {
+        Err(LoadError::Device(
+            "candle's CUDA path is not in this build (feature cuda-candle)".into(),
+        ))
     }
 }
 
@@ -224,7 +254,7 @@ fn native_weights(
 
 /// The engine's own CUDA weights on GPU 0 and the name of what runs
 /// them, or why this model is not one the CUDA path takes.
-#[cfg(feature = "cuda")]
+#[cfg(feature = "cuda-engine")]
 fn cuda_weights(
     ct: &gguf_file::Content,
     gguf: &[u8],
@@ -305,14 +335,15 @@ impl Model {
     }
 
     /// [`Model::load`] on a given device.
-    pub fn load_on(pack_bytes: &[u8], device: (Device, String)) -> Result<Model, LoadError> {
-        Model::load_with(pack_bytes, device, CpuEngine::Native)
+    pub fn load_on(pack_bytes: &[u8], target: (Target, String)) -> Result<Model, LoadError> {
+        Model::load_with(pack_bytes, target, CpuEngine::Native)
     }
 
-    /// [`Model::load_on`] with a choice of CPU implementation.
+    /// [`Model::load_on`] with a choice of implementation: the engine's own
+    /// (where it takes the model, else candle's) or candle's.
     pub fn load_with(
         pack_bytes: &[u8],
-        (device, device_name): (Device, String),
+        (target, device_name): (Target, String),
         cpu_engine: CpuEngine,
     ) -> Result<Model, LoadError> {
         let pack = modelpack::parse(pack_bytes)?;
@@ -341,12 +372,25 @@ impl Model {
             }
         }
         let arch = pack.header.architecture.as_str();
-        let native = (cpu_engine == CpuEngine::Native).then(|| match &device {
-            Device::Cpu => native_weights(&ct, pack.gguf, arch),
-            #[cfg(feature = "cuda")]
-            Device::Cuda(_) => cuda_weights(&ct, pack.gguf, arch, &pack.header),
-            _ => Err("no native path for this device".into()),
+        let native = (cpu_engine == CpuEngine::Native).then(|| match target {
+            Target::Cpu => native_weights(&ct, pack.gguf, arch),
+            #[cfg(feature = "cuda-engine")]
+            Target::Cuda => cuda_weights(&ct, pack.gguf, arch, &pack.header),
+            #[cfg(not(feature = "cuda-engine"))]
+            Target::Cuda => Err("built without CUDA".into()),
         });
+        let device = match (target, &native) {
+            (Target::Cpu, _) | (Target::Cuda, Some(Ok(_))) => Device::Cpu,
+            // On a GPU, candle's CUDA path is the fallback if the build has
+            // it; otherwise the model is refused, never quietly served
+            // from the CPU.
+            (Target::Cuda, Some(Err(why))) => candle_cuda().map_err(|e| {
+                LoadError::Device(format!(
+                    "the CUDA engine does not take this model ({why}); {e}"
+                ))
+            })?,
+            (Target::Cuda, None) => candle_cuda()?,
+        };
         let (weights, engine) = match native {
             Some(Ok(native)) => native,
             // Not a model the native path takes: candle runs it.
@@ -398,7 +442,7 @@ impl Model {
     /// The longest sequence this server runs: the pack's context length,
     /// capped where candle's llama precomputes its rotary tables.
     pub fn context_length(&self) -> usize {
-        #[cfg(feature = "cuda")]
+        #[cfg(feature = "cuda-engine")]
         if let Some(Weights::Cuda(s)) = self
             .weights
             .lock()

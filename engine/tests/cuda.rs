@@ -1,10 +1,10 @@
-//! The engine's own CUDA path on a GPU (built only with `--features cuda`;
+//! The engine's own CUDA path on a GPU (built only with `--features cuda` or `cuda-candle`;
 //! the device tool runs it, CI has no GPU): its logits against the CPU
 //! engine's on the same small GGUFs, a prompt in one pass against token by
 //! token, and a decode step replayed as a CUDA graph against the same
 //! launches one by one.
 
-#![cfg(feature = "cuda")]
+#![cfg(feature = "cuda-engine")]
 
 use std::io::Cursor;
 use std::sync::Arc;

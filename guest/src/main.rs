@@ -94,9 +94,19 @@ fn boot() -> Result<()> {
         ],
     );
 
+    // The key comes first: a GPU in CC mode takes no CUDA work until its
+    // evidence for this key is verified and it is released (the
+    // GPUs-ready state), and the model loads onto it.
+    let identity =
+        tls::Identity::generate(&attester, gpus.as_ref()).context("creating the TLS key")?;
     // Before the async runtime: loading is CPU-bound and a failure here is
-    // fatal (the VM powers off saying why, and serves nothing).
-    let model = model_disk::load().context("the model")?;
+    // fatal (the VM powers off saying why, and serves nothing). A GPU
+    // image serves from its GPU or not at all.
+    let target = match &gpus {
+        None => cocoon_engine::model::Target::Cpu,
+        Some(_) => cocoon_engine::model::Target::Cuda,
+    };
+    let model = model_disk::load(target).context("the model")?;
     let state = api::AppState::new(model, cli::DEFAULT_LIMITS, attester.clone());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -108,8 +118,6 @@ fn boot() -> Result<()> {
         shutdown::spawn_reaper()?;
         net::spawn_lease_keeper(lease);
         let stop = shutdown::listen().context("listening for shutdown requests")?;
-        let identity =
-            tls::Identity::generate(&attester, gpus.as_ref()).context("creating the TLS key")?;
         let addr = std::net::SocketAddr::from(([0, 0, 0, 0], HTTPS_PORT));
         server::serve(addr, identity, api::router(state), stop).await
     })

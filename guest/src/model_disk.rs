@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use cocoon_engine::model::Model;
+use cocoon_engine::model::{self, Model, Target};
 use cocoon_image::digest::Sha256;
 use cocoon_image::packhash;
 
@@ -73,8 +73,10 @@ fn find_disk(sys_block: &Path) -> Result<PathBuf> {
     }
 }
 
-/// Loads and verifies the model the command line names; `None` if it names none.
-pub fn load() -> Result<Option<Arc<Model>>> {
+/// Loads and verifies the model the command line names; `None` if it names
+/// none. The profile picks `target`, not a probe: a GPU image whose GPU
+/// fails stops instead of serving from its CPU.
+pub fn load(target: Target) -> Result<Option<Arc<Model>>> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
     let Some(expected) = parse_cmdline(&cmdline)? else {
         return Ok(None);
@@ -86,7 +88,11 @@ pub fn load() -> Result<Option<Arc<Model>>> {
     let bytes = cocoon_engine::verify::read_verified(&file, size, &expected)
         .with_context(|| format!("model disk {}", dev.display()))?;
     let verified = start.elapsed();
-    let model = Model::load(&bytes).context("loading the verified model pack")?;
+    let device = match target {
+        Target::Cpu => (Target::Cpu, "cpu".to_string()),
+        Target::Cuda => model::device_named("cuda").map_err(anyhow::Error::msg)?,
+    };
+    let model = Model::load_on(&bytes, device).context("loading the verified model pack")?;
     drop(bytes);
     crate::console::event(
         "model",

@@ -27,6 +27,24 @@ pub struct InputsLock {
     pub packages: Vec<PinnedPackage>,
     #[serde(rename = "source", default)]
     pub sources: Vec<PinnedSource>,
+    #[serde(rename = "wheel", default)]
+    pub wheels: Vec<PinnedWheel>,
+}
+
+/// A PyPI wheel, pinned by its file name and the sha256 of the file (the
+/// same pin `pip download --require-hashes` checks). Files are taken from
+/// the verified wheel each time, so they are not pinned one by one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedWheel {
+    /// What the build calls this input (`cuda-runtime-headers`, ...).
+    pub name: String,
+    pub project: String,
+    pub version: String,
+    /// The wheel's file name (it names the platform too).
+    pub file: String,
+    pub sha256: Sha256,
+    pub size: u64,
 }
 
 /// A Debian source package, pinned by the files the build unpacks (its
@@ -145,6 +163,13 @@ impl InputsLock {
                     [&s.package, &s.version, &s.suite, &s.component],
                     &s.files,
                 )
+            }))
+            .chain(self.wheels.iter().map(|w| {
+                (
+                    &w.name,
+                    [&w.project, &w.version, &w.file, &w.name],
+                    const { &Vec::new() },
+                )
             }));
         for (name, fields, files) in entries {
             if !names.insert(name) {
@@ -165,6 +190,17 @@ impl InputsLock {
                 }
             }
         }
+        // The file name is where the wheel lands in a download folder.
+        if let Some(w) = self
+            .wheels
+            .iter()
+            .find(|w| w.file.contains('/') || !w.file.ends_with(".whl"))
+        {
+            return Err(format!(
+                "input `{}` names {:?}, not a wheel's file name",
+                w.name, w.file
+            ));
+        }
         Ok(())
     }
 
@@ -172,6 +208,13 @@ impl InputsLock {
         self.packages
             .iter()
             .find(|p| p.name == name)
+            .ok_or_else(|| LockError::MissingInput(name.to_string()))
+    }
+
+    pub fn wheel(&self, name: &str) -> Result<&PinnedWheel, LockError> {
+        self.wheels
+            .iter()
+            .find(|w| w.name == name)
             .ok_or_else(|| LockError::MissingInput(name.to_string()))
     }
 
@@ -252,6 +295,14 @@ mod tests {
                     size: 4,
                 }],
             }],
+            wheels: vec![PinnedWheel {
+                name: "cuda-headers".into(),
+                project: "nvidia-cuda-runtime-cu12".into(),
+                version: "12.4.127".into(),
+                file: "nvidia_cuda_runtime_cu12-12.4.127-py3-none-manylinux2014_x86_64.whl".into(),
+                sha256: Sha256::of(b"wheel"),
+                size: 5,
+            }],
         }
     }
 
@@ -260,7 +311,9 @@ mod tests {
         let lock = sample();
         let text = lock.to_toml();
         assert!(
-            text.contains("[[package]]") && text.contains("[[package.file]]"),
+            text.contains("[[package]]")
+                && text.contains("[[package.file]]")
+                && text.contains("[[wheel]]"),
             "{text}"
         );
         assert_eq!(InputsLock::parse(&text, "t").unwrap(), lock);
@@ -278,6 +331,10 @@ mod tests {
             good.replace("version = \"1.0-1\"", "version = \"1.0 1\""),
             good.replace("name = \"firmware\"", "name = \"kernel\""),
             good.replace("edk2_2025.02.orig.tar.xz", "../edk2.tar.xz"),
+            good.replace("name = \"cuda-headers\"", "name = \"kernel\""),
+            good.replace("-manylinux2014_x86_64.whl", "-manylinux2014_x86_64.zip"),
+            good.replace("file = \"nvidia_cuda", "file = \"../nvidia_cuda"),
+            good.replace(&Sha256::of(b"wheel").to_hex(), "00"),
         ];
         for bad in cases {
             assert!(InputsLock::parse(&bad, "t").is_err(), "accepted:\n{bad}");

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Sha256;
 use crate::initramfs::FileRecord;
-use crate::lock::{PinnedPackage, PinnedSource};
+use crate::lock::{PinnedPackage, PinnedSource, PinnedWheel};
 
 /// 2: a model is named by its pack hash (`model.pack_hash`), not its sha256.
 pub const MANIFEST_SCHEMA: u32 = 2;
@@ -37,6 +37,9 @@ pub struct Manifest {
     pub cmdline: String,
     pub inputs: Vec<PinnedPackage>,
     pub sources: Vec<PinnedSource>,
+    /// PyPI wheels the build took files from (the CUDA headers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wheels: Vec<PinnedWheel>,
     pub artifacts: Vec<Artifact>,
     pub initramfs: InitramfsInfo,
     /// The model the measured command line requires (`cocoon.model=`),
@@ -105,6 +108,9 @@ pub struct BuildInfo {
     /// on the image's pinned copy of the same release).
     pub libc: String,
     pub cargo_profile: String,
+    /// The cargo features `/init` was built with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cargo_features: Vec<String>,
     pub rustflags: Vec<String>,
     /// Everything that shapes the firmware's bytes besides its source.
     pub firmware_tools: Vec<String>,
@@ -307,11 +313,13 @@ mod tests {
                 cc: "gcc".into(),
                 libc: "glibc".into(),
                 cargo_profile: "guest".into(),
+                cargo_features: vec!["cuda".into()],
                 rustflags: vec![],
                 firmware_tools: vec![],
             },
             cmdline: "console=ttyS0".into(),
             inputs: vec![],
+            wheels: vec![],
             sources: vec![],
             artifacts,
             initramfs: InitramfsInfo {

@@ -47,7 +47,83 @@ pub struct InitBuild {
     pub interpreter: &'static str,
     /// The packages whose files `/init` loads: glibc and the unwinder.
     pub runtime: &'static [DebInput],
+    /// The cargo features `cocoon-guest` is built with.
+    pub features: &'static [&'static str],
+    /// The compiler of the engine's CUDA kernels (the `cuda` feature).
+    pub cuda: &'static CudaToolkit,
 }
+
+/// The CUDA compiler the engine's kernels are built with, ahead of time:
+/// nothing of it goes into an image but the kernels' SASS, inside `/init`.
+/// nvcc itself is in Debian only (trixie's `nvidia-cuda-toolkit`; PyPI's
+/// CUDA 12 wheels carry no nvcc), the headers it includes only in PyPI's
+/// wheels (Debian's are in the 934 MB `nvidia-cuda-dev`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct CudaToolkit {
+    /// nvcc and the tools `nvcc --fatbin` runs: `(path in the package,
+    /// path in the assembled toolkit)`.
+    pub compiler: DebInput,
+    /// The headers, by folder: `(folder in the wheel, folder in the
+    /// toolkit)`.
+    pub headers: &'static [WheelInput],
+}
+
+/// A PyPI wheel the build takes files from.
+#[derive(Debug, PartialEq, Eq)]
+pub struct WheelInput {
+    /// Its name in `inputs.lock`.
+    pub name: &'static str,
+    pub project: &'static str,
+    pub version: &'static str,
+    /// `(folder in the wheel, folder it is copied to)`.
+    pub folders: &'static [(&'static str, &'static str)],
+}
+
+/// CUDA 12.4: the release of the R550 driver the GPU image carries (a
+/// kernel built by a newer toolkit may need a newer driver).
+pub const CUDA_12_4: CudaToolkit = CudaToolkit {
+    compiler: DebInput {
+        name: "cuda-compiler",
+        package: "nvidia-cuda-toolkit",
+        suite: "trixie",
+        component: "non-free",
+        nvidia: false,
+        files: &[
+            ("usr/lib/nvidia-cuda-toolkit/bin/nvcc", "bin/nvcc"),
+            ("usr/bin/ptxas", "bin/ptxas"),
+            ("usr/bin/fatbinary", "bin/fatbinary"),
+            ("usr/lib/nvidia-cuda-toolkit/bin/cicc", "nvvm/bin/cicc"),
+            (
+                "usr/lib/nvidia-cuda-toolkit/libdevice/libdevice.10.bc",
+                "nvvm/libdevice/libdevice.10.bc",
+            ),
+        ],
+    },
+    headers: &[
+        // cuda_runtime.h (which nvcc includes in every file), cuda_fp16.h.
+        WheelInput {
+            name: "cuda-runtime-headers",
+            project: "nvidia-cuda-runtime-cu12",
+            version: "12.4.127",
+            folders: &[("nvidia/cuda_runtime/include", "include")],
+        },
+        // crt/, which cuda_runtime.h includes.
+        WheelInput {
+            name: "cuda-crt-headers",
+            project: "nvidia-cuda-nvcc-cu12",
+            version: "12.4.131",
+            folders: &[("nvidia/cuda_nvcc/include/crt", "include/crt")],
+        },
+        // nv/target, which cuda_fp16.h includes. 12.4.127.post1: the
+        // 12.4.127 wheel lacks the extension-less headers.
+        WheelInput {
+            name: "cuda-cccl-headers",
+            project: "nvidia-cuda-cccl-cu12",
+            version: "12.4.127.post1",
+            folders: &[("nvidia/cuda_cccl/include/nv", "include/nv")],
+        },
+    ],
+};
 
 /// The one `/init` of every profile. It is linked dynamically because
 /// libcuda fails in a statically linked program (`cuInit` returns
@@ -109,6 +185,10 @@ pub const INIT: InitBuild = InitBuild {
             )],
         },
     ],
+    // The engine's own CUDA path, libcuda opened at run time: where there
+    // is none (the CPU image) it serves from the CPU.
+    features: &["cuda"],
+    cuda: &CUDA_12_4,
 };
 
 /// What a GPU image adds: open kernel modules compiled by the build against

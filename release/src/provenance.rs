@@ -86,6 +86,17 @@ pub fn statement(version: &str, profiles: &[ProfileManifest], builder_id: &str) 
                 );
             }
         }
+        for w in &m.wheels {
+            deps.insert(
+                format!("{}:{}", w.name, w.file),
+                json!({
+                    "name": w.file,
+                    "uri": format!("pkg:pypi/{}@{}", w.project, w.version),
+                    "digest": { "sha256": w.sha256.to_hex() },
+                    "annotations": { "input": w.name, "size": w.size },
+                }),
+            );
+        }
     }
     let mut resolved = vec![json!({ "name": "source", "digest": { "gitCommit": commit } })];
     resolved.extend(deps.into_values());
@@ -103,6 +114,7 @@ pub fn statement(version: &str, profiles: &[ProfileManifest], builder_id: &str) 
                     "cc": m.build.cc,
                     "libc": m.build.libc,
                     "cargoProfile": m.build.cargo_profile,
+                    "cargoFeatures": m.build.cargo_features,
                     "firmwareTools": m.build.firmware_tools,
                     "sourceDateEpoch": m.source_date_epoch,
                 })

@@ -176,7 +176,8 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
     let ovmf = fs::read(&firmware.path)?;
 
     let git = env::git_info(sh, root)?;
-    let guest = guest::build(sh, root, git.source_date_epoch, profile.init)?;
+    let cuda = crate::cuda_toolkit::assemble(sh, root, &mut fetcher, &lock, profile.init.cuda)?;
+    let guest = guest::build(sh, root, git.source_date_epoch, profile.init, &cuda.root)?;
     let init = fs::read(&guest.path)?;
     let interpreter = profile.init.interpreter.trim_start_matches('/');
 
@@ -295,15 +296,23 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<Built> {
             cc: env::cc_version(sh)?,
             libc: env::libc_version(sh)?,
             cargo_profile: profile.init.cargo_profile.into(),
+            cargo_features: profile
+                .init
+                .features
+                .iter()
+                .map(|f| f.to_string())
+                .collect(),
             rustflags: guest.recorded_rustflags,
             firmware_tools: firmware.tools,
         },
         cmdline: cmdline.clone(),
         inputs: std::iter::once(used_input(kernel_pkg, &kernel))
             .chain(init_runtime.packages)
+            .chain([cuda.package])
             .chain(gpu.iter().flat_map(|g| g.inputs.iter().cloned()))
             .collect(),
         sources: vec![firmware_src.clone()],
+        wheels: cuda.wheels,
         artifacts: artifacts
             .iter()
             .map(|(name, bytes)| Artifact {

@@ -102,6 +102,7 @@ mod tests {
             schema: cocoon_image::lock::LOCK_SCHEMA,
             packages,
             sources: vec![],
+            wheels: vec![],
         }
     }
 

@@ -7,12 +7,15 @@
 //!    `libcuda.so` that candle's cudarc links against, from Debian's
 //!    `libcuda1` (link time only: the driver's own library is used at run
 //!    time). Every download is pinned by sha256 and kept in the cache.
-//! 2. The guest binary with `--features cuda`, kernels for sm_90 (Hopper),
-//!    and `engine/tests/cuda.rs` built, not run (it needs a GPU).
-//! 3. llama.cpp's sources from the pinned llama-cpp-python sdist (the one
+//! 2. The guest binary with `--features cuda-candle` (the engine's own
+//!    CUDA path and candle's, to compare; candle's kernels for sm_90), and
+//!    `engine/tests/cuda.rs` built, not run (it needs a GPU).
+//! 3. The images' `/init` (CUDA 12.4 kernels, libcuda opened at run
+//!    time), built exactly as `cargo xtask build` builds it.
+//! 4. llama.cpp's sources from the pinned llama-cpp-python sdist (the one
 //!    `bench-inference` uses), stripped to what `llama-bench` with the
 //!    CUDA backend needs, to build there.
-//! 4. A folder holding those (compressed) and `bench/gpu/`'s scripts; the
+//! 5. A folder holding those (compressed) and `bench/gpu/`'s scripts; the
 //!    device runs `bash DIR/run.sh DIR $OUT` (against llama.cpp) or
 //!    `bash DIR/native.sh DIR/cocoon-guest.xz $OUT` (the engine's own CUDA
 //!    path: logits against the CPU engine, speed, a profile of its kernels).
@@ -26,9 +29,11 @@ use anyhow::{Context, Result, bail};
 use cocoon_image::apt::{self, PrivateApt};
 use cocoon_image::cache::Cache;
 use cocoon_image::digest::Sha256;
-use cocoon_image::lock::PinnedPackage;
+use cocoon_image::lock::{InputsLock, PinnedPackage};
+use cocoon_image::profile::INIT;
 use xshell::{Shell, cmd};
 
+use crate::inputs::Fetcher;
 use crate::progress::Step;
 
 #[derive(clap::Args, Debug)]
@@ -206,7 +211,8 @@ fn cuda_cargo<'a>(sh: &'a Shell, root: &Path, cu13: &Path, args: &[&str]) -> xsh
 
 /// Builds the guest with CUDA into target/cuda; returns the binary.
 fn build_guest(sh: &Shell, root: &Path, cu13: &Path) -> Result<PathBuf> {
-    let step = Step::start("building cocoon-guest --features cuda (candle's kernels take a while)");
+    let step =
+        Step::start("building cocoon-guest --features cuda-candle (candle's kernels take a while)");
     let args = [
         "build",
         "--release",
@@ -214,7 +220,7 @@ fn build_guest(sh: &Shell, root: &Path, cu13: &Path) -> Result<PathBuf> {
         "-p",
         "cocoon-guest",
         "--features",
-        "cuda",
+        "cuda-candle",
     ];
     cuda_cargo(sh, root, cu13, &args).run()?;
     let bin = root.join("target/cuda/release/cocoon-guest");
@@ -233,7 +239,7 @@ fn build_cuda_tests(sh: &Shell, root: &Path, cu13: &Path) -> Result<PathBuf> {
         "-p",
         "cocoon-engine",
         "--features",
-        "cuda",
+        "cuda-candle",
         "--test",
         "cuda",
         "--no-run",
@@ -302,15 +308,37 @@ fn llama_sources(sh: &Shell, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The images' `/init`, built as `cargo xtask build` builds it (the
+/// pinned CUDA 12.4 compiler, `--features cuda`, libcuda opened at run
+/// time): `native.sh` runs it beside the benchmark build, so that the
+/// binary the images carry is what a GPU checks.
+fn image_init(sh: &Shell, root: &Path) -> Result<PathBuf> {
+    let lock = InputsLock::load(&root.join(crate::build::LOCK_PATH))?;
+    let mut fetcher = Fetcher::new(
+        Cache::open_default()?,
+        &lock,
+        &root.join("target/cocoon/apt"),
+    );
+    let cuda = crate::cuda_toolkit::assemble(sh, root, &mut fetcher, &lock, INIT.cuda)?;
+    let git = crate::env::git_info(sh, root)?;
+    Ok(crate::guest::build(sh, root, git.source_date_epoch, &INIT, &cuda.root)?.path)
+}
+
 pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     let cache = Cache::open_default()?;
     let out = root.join(&args.out);
     let cu13 = toolkit(sh, &cache)?;
     let bin = build_guest(sh, root, &cu13)?;
     let tests = build_cuda_tests(sh, root, &cu13)?;
+    let init = image_init(sh, root)?;
     std::fs::create_dir_all(&out)?;
     let step = Step::start("packing the device folder");
-    for (from, name) in [(&bin, "cocoon-guest.xz"), (&tests, "cuda-tests.xz")] {
+    let packed = [
+        (&bin, "cocoon-guest.xz"),
+        (&tests, "cuda-tests.xz"),
+        (&init, "init.xz"),
+    ];
+    for (from, name) in packed {
         let xz = out.join(name);
         cmd!(sh, "sh -c 'xz -6 -T0 -c \"$1\" > \"$2\"' - {from} {xz}").run()?;
     }

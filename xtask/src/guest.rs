@@ -75,11 +75,14 @@ pub fn built_binary(root: &Path, init: &InitBuild) -> PathBuf {
         .join("cocoon-guest")
 }
 
+/// `cuda_root`: the pinned CUDA compiler ([`crate::cuda_toolkit`]) that
+/// the engine's build script runs for the `cuda` feature.
 pub fn build(
     sh: &Shell,
     root: &Path,
     source_date_epoch: u64,
     init: &InitBuild,
+    cuda_root: &Path,
 ) -> Result<GuestBinary> {
     let target_dir = target_dir(root);
     let maps = path_maps(root, &target_dir)?;
@@ -118,11 +121,13 @@ pub fn build(
         sh.push_env("SOURCE_DATE_EPOCH", &epoch),
         sh.push_env("TZ", "UTC"),
         sh.push_env("LC_ALL", "C"),
+        sh.push_env("CUDA_ROOT", cuda_root),
     ];
     let cargo_profile = init.cargo_profile;
+    let features = init.features.join(",");
     cmd!(
         sh,
-        "cargo build --quiet --locked -p cocoon-guest --profile {cargo_profile} --target {TARGET}"
+        "cargo build --quiet --locked -p cocoon-guest --profile {cargo_profile} --target {TARGET} --features {features}"
     )
     .run()
     .context("building cocoon-guest")?;
@@ -282,6 +287,7 @@ mod tests {
                 files: vec![],
             }],
             sources: vec![],
+            wheels: vec![],
         }
     }
 

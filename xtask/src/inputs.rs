@@ -283,6 +283,7 @@ mod tests {
                 }],
             }],
             sources: vec![],
+            wheels: vec![],
         };
         (tmp, lock)
     }

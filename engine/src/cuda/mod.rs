@@ -20,9 +20,13 @@
 //!
 //! The kernels are compiled ahead of time (`build.rs`, SASS for sm_80,
 //! sm_89 and sm_90). Models it does not take (other block formats, gate
-//! and up of different formats, heads whose size is not a multiple of 32)
-//! stay on candle's CUDA implementation, and so does a GPU the SASS was
-//! not built for.
+//! and up of different formats, heads whose size is not a multiple of 32),
+//! and a GPU the SASS was not built for, go to candle's CUDA
+//! implementation in a `cuda-candle` build, and are refused otherwise.
+//!
+//! cudarc is used for its driver API alone. With the `cuda` feature (the
+//! images' build) it opens libcuda at run time, so the binary needs no
+//! CUDA library to start; [`probe`] says whether a GPU can be used.
 //!
 //! | module | what it holds |
 //! |---|---|
@@ -33,3 +37,19 @@ pub mod forward;
 pub mod weights;
 
 pub use forward::{Engine, Sequence, Tuning};
+
+/// The name of GPU `ordinal` if this process can run the CUDA path on it,
+/// else why not. Never panics: without an NVIDIA driver (no libcuda to
+/// open, as in the CPU image) or without a GPU it says so.
+pub fn probe(ordinal: usize) -> Result<String, String> {
+    // With the `cuda` feature libcuda is opened at run time, and cudarc
+    // panics on the first call if it cannot be: look first.
+    #[cfg(feature = "cuda")]
+    // SAFETY: dlopen of the driver library's usual names; nothing else.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err("no NVIDIA driver (libcuda.so.1 does not load)".into());
+    }
+    let ctx = cudarc::driver::CudaContext::new(ordinal)
+        .map_err(|e| format!("CUDA device {ordinal}: {e}"))?;
+    Ok(ctx.name().unwrap_or_else(|_| "unknown GPU".into()))
+}

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream, DriverError};
+use cudarc::driver::{CudaSlice, CudaStream, DriverError};
 
 use crate::cpu::quant::{QK, WeightKind};
 use crate::cpu::weights::{Config, QMatrix, Unsupported, Weights};

@@ -9,11 +9,10 @@ use std::ffi::CStr;
 
 use anyhow::{Result, bail};
 
-/// What the GPU path opens. Not libcuda yet: nothing in this static
-/// binary uses it, and it cannot run from a static binary anyway
-/// (bench/gpu/static-libcuda/); the CUDA engine comes with a dynamically
-/// linked `/init`, and libcuda joins this list then.
-pub const REQUIRED: &[&CStr] = &[super::nvml::LIBRARY];
+/// What the GPU path opens: NVML (the CC state, the evidence) and libcuda
+/// (the engine, through cudarc). libcuda in turn opens
+/// libnvidia-pkcs11-openssl3 in CC mode, which needs libcrypto.
+pub const REQUIRED: &[&CStr] = &[super::nvml::LIBRARY, c"libcuda.so.1"];
 
 /// Loads each of [`REQUIRED`] with every symbol resolved (`RTLD_NOW`). The
 /// handles stay open: the GPU path opens the same libraries next.

@@ -1,8 +1,9 @@
 //! `cocoon-guest gpu-probe [--nonce HEX]`: what NVML says on this host,
 //! as JSON, without loading modules or making nodes (the host's driver is
 //! already up) and without changing the GPUs' ready state. It shows what a
-//! GPU image would decide, and, where the GPU gives evidence (CC mode),
-//! whether that evidence verifies.
+//! GPU image would decide, whether the engine's CUDA path opens GPU 0 (in
+//! CC mode only once the GPUs are released), and, where the GPU gives
+//! evidence (CC mode), whether that evidence verifies.
 
 use anyhow::Result;
 use serde_json::{Value, json};
@@ -19,14 +20,19 @@ pub fn run(nonce: Option<&str>) -> Result<Value> {
             .ok_or_else(|| anyhow::anyhow!("--nonce takes 64 hex digits"))?,
         None => cocoon_evidence::gpu_nonce(b"cocoon-guest gpu-probe"),
     };
+    let cuda = match cocoon_engine::model::device_named("cuda") {
+        Ok((_, name)) => json!(name),
+        Err(e) => json!(e),
+    };
     let nvml = match Nvml::open() {
         Ok(n) => n,
-        Err(e) => return Ok(json!({ "nvml": format!("{e:#}") })),
+        Err(e) => return Ok(json!({ "nvml": format!("{e:#}"), "cuda": cuda })),
     };
     let mut out = json!({
         "nvml": "loaded",
         "driver_version": str_or_err(nvml.driver_version()),
         "nonce": hex::encode(nonce),
+        "cuda": cuda,
     });
     match nvml.cc_state() {
         Ok(s) => {
