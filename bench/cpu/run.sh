@@ -35,6 +35,13 @@ run() { # shape quant threads
 for t in 1 2 4 8 16; do ./pool_overhead $t | tee -a $OUT/pool.txt; done
 for t in 16 8 4 2 1; do run smollm2-135m q4_1 $t; done
 for t in 16 8 1; do run smollm2-135m q4_0 $t; done
+# The same Q4_0 decode with the GGUF's layout instead of the interleaved
+# groups of four rows (the default since 2026-11-27), to tell what the
+# layout does at many threads.
+for t in 16 8 1; do
+  COCOON_CPU_INTERLEAVE=0 timeout 120 $G bench --pack smollm2-135m-q4_0.pack --threads $t --prompt-tokens 128 --gen-tokens 64 --reps 3 --device cpu > $OUT/ours-gguf-layout-q4_0-$t.json 2>$OUT/ours-gguf-layout-q4_0-$t.err
+  echo "ours, GGUF layout, smollm2-135m-q4_0 t=$t $(grep -o '"decode_tokens_per_s":[0-9.]*' $OUT/ours-gguf-layout-q4_0-$t.json | cut -d: -f2 | tr '\n' ' ')"
+done
 for t in 16 4; do run llama-3.2-1b q4_1 $t; done
 # One core's multiply-adds per second in the dot kernels (four rows per
 # call), cache-resident and streamed: what a thread can do at best.

@@ -80,7 +80,7 @@ for s in llama-3.1-8b llama-3.2-1b smollm2-135m; do
   say "ours, native CUDA: $s"
   timeout 120 $BIN bench --pack $W/$s.pack --device cuda --time-verify false \
     --prompt-tokens 128 --gen-tokens 64 --reps 3 --probe-steps 16 \
-    --concurrency 1,8 --concurrent-gen-tokens 16 > $RAW/native-$s.json
+    --concurrency 1,8,32 --concurrent-gen-tokens 16 --concurrent-reps 1 > $RAW/native-$s.json
   python3 "$HERE/summary.py" $RAW/native-$s.json
   if [ $s = llama-3.1-8b ] && command -v ncu > /dev/null; then
     # Each kernel's time in one decode step (graphs off, so that ncu sees

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use cocoon_engine::cpu::quant::{ActBlock, QK, WeightKind, quantize_act};
 use cocoon_engine::cpu::simd::Kernels;
+use cocoon_engine::cpu::weights::QMatrix;
 
 fn main() {
     let k = Kernels::detect();
@@ -24,16 +25,26 @@ fn main() {
                 r[1] = 0x3c;
             }
             let reps = ((1 << 23) / rows).max(3);
-            let row = |r: usize| &w[r * rb..(r + 1) * rb];
+            let plain = QMatrix::new(kind, rows, cols, w);
+            let mut grouped = QMatrix::new(kind, rows, cols, plain.bytes().to_vec());
+            let layouts: &[(&str, &QMatrix)] = if grouped.interleave4() {
+                &[("rows", &plain), ("interleaved", &grouped)]
+            } else {
+                &[("rows", &plain)]
+            };
             // Four rows at a time, as the engine's matrix products go:
             // against one activation row (a decode step) and against two
-            // (prefill and batched decode, the weights unpacked once).
-            for acts in [1, 2] {
+            // (prefill and batched decode, the weights unpacked once), in
+            // the GGUF's layout and interleaved by four (Q4).
+            for (acts, &(layout, m)) in [1, 2]
+                .into_iter()
+                .flat_map(|a| layouts.iter().map(move |l| (a, l)))
+            {
                 let t = Instant::now();
                 let mut s = 0f32;
                 for _ in 0..reps {
                     for r in (0..rows).step_by(4) {
-                        let rows = [row(r), row(r + 1), row(r + 2), row(r + 3)];
+                        let rows = m.group(r, 4);
                         s += match acts {
                             1 => k.dot4(kind, rows, &act).iter().sum::<f32>(),
                             _ => k
@@ -48,7 +59,7 @@ fn main() {
                 let bytes = (rows * rb * reps) as f64;
                 let macs = (rows * cols * reps * acts) as f64;
                 println!(
-                    "{kind:?} {rows:>7} rows x {acts} act: {:.2} GB/s, {:.2} GMAC/s ({s:.1})",
+                    "{kind:?} {rows:>7} rows x {acts} act, {layout:>11}: {:.2} GB/s, {:.2} GMAC/s ({s:.1})",
                     bytes / dt / 1e9,
                     macs / dt / 1e9
                 );

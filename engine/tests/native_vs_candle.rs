@@ -86,6 +86,42 @@ fn native_logits_follow_candles_for_every_architecture_and_encoding() {
     }
 }
 
+/// Q4 rows interleaved in groups of four (what `Engine::new` does with the
+/// AVX2 kernels) give the logits of the GGUF's layout to the bit, with the
+/// vocabulary's 322 rows (not a multiple of four) left as they are.
+#[test]
+fn interleaving_the_q4_rows_changes_no_bit() {
+    let prompt: Vec<u32> = vec![1, 17, 42, 99, 250, 3, 7, 300, 12];
+    let steps: Vec<&[u32]> = vec![&prompt, &[5], &[77]];
+    for arch in ["llama", "qwen2", "qwen3"] {
+        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1] {
+            let bytes = gguf(arch, dtype);
+            let ct = gguf_file::Content::read(&mut Cursor::new(&bytes)).unwrap();
+            let run = |interleave: bool| {
+                let mut w = Weights::load(&ct, &bytes, arch).unwrap();
+                let n = if interleave { w.interleave4() } else { 0 };
+                let engine = Engine::with_layout(w, 3, false);
+                let mut seq = Sequence::new(std::sync::Arc::new(engine));
+                let mut pos = 0;
+                let logits: Vec<Vec<u32>> = steps
+                    .iter()
+                    .map(|s| {
+                        let l = seq.forward(s, pos).unwrap();
+                        pos += s.len();
+                        l.iter().map(|v| v.to_bits()).collect()
+                    })
+                    .collect();
+                (n, logits)
+            };
+            let (none, plain) = run(false);
+            let (n, grouped) = run(true);
+            // Every layer matrix (7 per layer), not the 322-row embedding.
+            assert_eq!((none, n), (0, 7 * common::LAYERS), "{arch} {dtype:?}");
+            assert!(plain == grouped, "{arch} {dtype:?}: the logits differ");
+        }
+    }
+}
+
 #[test]
 fn a_sequence_refuses_positions_that_do_not_continue_its_cache() {
     let bytes = gguf("llama", GgmlDType::Q8_0);

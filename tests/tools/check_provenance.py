@@ -5,8 +5,10 @@ Usage: check_provenance.py BUNDLE_DIR
 
 The statement must parse as an in-toto v1 Statement and validate, its
 predicate must parse as SLSA provenance v1 (the protobuf parser refuses
-unknown fields), every resolved dependency must carry a digest, and its
-subjects must be exactly the bundle's artifacts with their sha256.
+unknown fields), every resolved dependency must carry a digest, every
+input a profile's manifest names (each .deb and each PyPI wheel) must be a
+resolved dependency with the same sha256, and its subjects must be exactly
+the bundle's artifacts with their sha256.
 """
 
 import hashlib
@@ -35,6 +37,19 @@ def main(bundle: str) -> None:
         sys.exit("a resolved dependency has no digest")
     if not prov.run_details.builder.id:
         sys.exit("no builder id")
+
+    resolved = {(d.name, d.digest.get("sha256")) for d in deps}
+    for entry in sorted(os.listdir(bundle)):
+        path = os.path.join(bundle, entry, "manifest.json")
+        if not os.path.isfile(path):
+            continue
+        with open(path) as f:
+            manifest = json.load(f)
+        pinned = [(p["package"] + ".deb", p["sha256"]) for p in manifest["inputs"]]
+        pinned += [(w["file"], w["sha256"]) for w in manifest.get("wheels", [])]
+        for dep in pinned:
+            if dep not in resolved:
+                sys.exit(f"{entry}'s input {dep[0]} (sha256 {dep[1]}) is not a resolved dependency")
 
     files = {}
     for root, _, names in os.walk(bundle):

@@ -81,3 +81,64 @@ if n == 0:
         .run()
         .with_context(|| format!("extracting {folder}/ from {}", wheel.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A zip file holding `members` (name, content), written by Python's
+    /// zipfile as a wheel would be.
+    fn zip(dir: &Path, members: &[(&str, &str)]) -> PathBuf {
+        let sh = Shell::new().unwrap();
+        let path = dir.join("t.whl");
+        let spec = serde_json::to_string(members).unwrap();
+        let script = "import json, sys, zipfile
+z = zipfile.ZipFile(sys.argv[1], 'w')
+for name, text in json.loads(sys.argv[2]):
+    z.writestr(name, text)
+";
+        cmd!(sh, "python3 -c {script} {path} {spec}")
+            .quiet()
+            .run()
+            .unwrap();
+        path
+    }
+
+    #[test]
+    fn extracts_one_folder_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let wheel = zip(
+            tmp.path(),
+            &[
+                ("nvidia/include/crt/host.h", "crt"),
+                ("nvidia/include/cuda.h", "cuda"),
+                ("nvidia/include-not/x.h", "no"),
+                ("nvidia/lib/libcudart.so.12", "lib"),
+            ],
+        );
+        let dest = tmp.path().join("out");
+        let sh = Shell::new().unwrap();
+        extract_folder(&sh, &wheel, "nvidia/include", &dest).unwrap();
+        let read = |p: &str| std::fs::read_to_string(dest.join(p)).unwrap();
+        assert_eq!(read("crt/host.h"), "crt");
+        assert_eq!(read("cuda.h"), "cuda");
+        let mut names: Vec<_> = std::fs::read_dir(&dest)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["crt", "cuda.h"]);
+    }
+
+    #[test]
+    fn a_missing_folder_or_an_escaping_member_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sh = Shell::new().unwrap();
+        let wheel = zip(tmp.path(), &[("nvidia/include/cuda.h", "cuda")]);
+        let dest = tmp.path().join("out");
+        assert!(extract_folder(&sh, &wheel, "nvidia/lib", &dest).is_err());
+        let evil = zip(tmp.path(), &[("nvidia/include/../../evil.h", "x")]);
+        assert!(extract_folder(&sh, &evil, "nvidia/include", &dest).is_err());
+        assert!(!tmp.path().join("evil.h").exists());
+    }
+}

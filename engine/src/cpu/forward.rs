@@ -13,9 +13,9 @@ use std::sync::Mutex;
 
 use super::ops;
 use super::pool::{Chunks, Pool};
-use super::quant::{ActBlock, QK, WeightKind, dequantize_row, quantize_act};
+use super::quant::{ActBlock, QK, WeightKind, quantize_act};
 use super::simd::Kernels;
-use super::weights::{QMatrix, Weights};
+use super::weights::{Group, QMatrix, Weights};
 
 /// The weights with what runs them, shared by every sequence.
 pub struct Engine {
@@ -40,7 +40,20 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
+    /// The engine on `threads` threads. With the AVX2 kernels, Q4 matrices
+    /// are interleaved in groups of four rows ([`Weights::interleave4`];
+    /// `COCOON_CPU_INTERLEAVE=0` keeps the GGUF layout, to compare).
     pub fn new(weights: Weights, threads: usize) -> Engine {
+        let wanted = std::env::var("COCOON_CPU_INTERLEAVE").map_or(true, |v| v != "0");
+        Engine::with_layout(weights, threads, wanted)
+    }
+
+    /// [`Engine::new`], interleaving or not whatever the environment says.
+    pub fn with_layout(mut weights: Weights, threads: usize, interleave: bool) -> Engine {
+        let kernels = Kernels::detect();
+        if interleave && kernels != Kernels::Scalar {
+            weights.interleave4();
+        }
         let hd = weights.cfg.head_dim;
         let base = weights.cfg.rope_base;
         let inv_freq = (0..hd / 2)
@@ -52,7 +65,7 @@ impl Engine {
                 .map(|_| Mutex::new(Vec::new()))
                 .collect(),
             weights,
-            kernels: Kernels::detect(),
+            kernels,
             pool,
             inv_freq,
         }
@@ -196,11 +209,7 @@ impl Engine {
             if id >= w.embed.rows {
                 return Err(format!("token {id} is outside the vocabulary"));
             }
-            dequantize_row(
-                w.embed.kind,
-                w.embed.row(id),
-                &mut x[t * dim..(t + 1) * dim],
-            );
+            w.embed.dequantize_row(id, &mut x[t * dim..(t + 1) * dim]);
         }
         // Rotary angles for each row's position, shared by every layer.
         let half = hd / 2;
@@ -350,7 +359,7 @@ impl Engine {
     fn dots(
         &self,
         kind: WeightKind,
-        rows: [&[u8]; 4],
+        rows: Group,
         (act, blocks, n): (&[ActBlock], usize, usize),
         mut f: impl FnMut(usize, [f32; 4]),
     ) {

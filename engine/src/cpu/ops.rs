@@ -1,7 +1,7 @@
 //! The small float operations between matrix products, written so the
 //! compiler vectorizes them (eight independent accumulators).
 
-/// Σ a[i]·b[i] with eight partial sums.
+/// Σ `a[i]·b[i]` with eight partial sums.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];

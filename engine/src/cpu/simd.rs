@@ -13,11 +13,14 @@
 //! activation rows, and the group's bytes are prefetched as one stream
 //! (the rows of a matrix lie one after another). That gave one core
 //! 1.5-1.7× the multiply-adds per second of a row at a time
-//! (BENCHMARKS.md). Tested against [`super::quant::dot_scalar`], and each
+//! (BENCHMARKS.md). Q4 rows interleaved in groups of four at load
+//! ([`super::weights::Group::Interleaved`]) take 1.2-1.3× again, from
+//! fewer loads. Tested against [`super::quant::dot_scalar`], and each
 //! (row, activation row) pair is computed the same way whatever its
 //! companions, which the batched forward pass relies on.
 
 use super::quant::{ActBlock, WeightKind, dot_scalar};
+use super::weights::{Group, interleaved_block};
 
 /// The dot product kernel this CPU runs, picked once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +52,7 @@ impl Kernels {
 
     /// Four rows of one matrix against one activation row: `[rows[j] · act]`.
     #[inline]
-    pub fn dot4(self, kind: WeightKind, rows: [&[u8]; 4], act: &[ActBlock]) -> [f32; 4] {
+    pub fn dot4(self, kind: WeightKind, rows: Group, act: &[ActBlock]) -> [f32; 4] {
         self.dot4n(kind, rows, [act])[0]
     }
 
@@ -66,16 +69,45 @@ impl Kernels {
     pub fn dot4n<const N: usize>(
         self,
         kind: WeightKind,
-        rows: [&[u8]; 4],
+        group: Group,
         acts: [&[ActBlock]; N],
     ) -> [[f32; 4]; N] {
         let blocks = acts.first().map_or(0, |a| a.len());
-        for row in rows {
-            assert_eq!(row.len(), blocks * kind.block_bytes());
-        }
         for act in acts {
             assert_eq!(act.len(), blocks);
         }
+        let rows = match group {
+            Group::Rows(rows) => {
+                for row in rows {
+                    assert_eq!(row.len(), blocks * kind.block_bytes());
+                }
+                rows
+            }
+            Group::Interleaved(g) => {
+                assert_eq!(g.len(), 4 * blocks * kind.block_bytes());
+                match (self, kind) {
+                    // SAFETY: as below; the group holds `blocks` blocks
+                    // of four rows (asserted above).
+                    #[cfg(target_arch = "x86_64")]
+                    (Kernels::Avx2, WeightKind::Q4_0) => unsafe {
+                        return avx2::dot4_q4::<N, false, true>([g.as_ptr(); 4], blocks, acts);
+                    },
+                    #[cfg(target_arch = "x86_64")]
+                    (Kernels::Avx2, WeightKind::Q4_1) => unsafe {
+                        return avx2::dot4_q4::<N, true, true>([g.as_ptr(); 4], blocks, acts);
+                    },
+                    // Only the AVX2 Q4 kernels read groups in place.
+                    _ => {
+                        let rows = deinterleave(kind, g);
+                        return self.dot4n(
+                            kind,
+                            Group::Rows(rows.each_ref().map(|r| &r[..])),
+                            acts,
+                        );
+                    }
+                }
+            }
+        };
         match self {
             Kernels::Scalar => acts.map(|act| rows.map(|row| dot_scalar(kind, row, act))),
             // SAFETY: `detect` saw AVX2, FMA and F16C on this CPU, and
@@ -83,14 +115,25 @@ impl Kernels {
             // above).
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx2 => unsafe {
+                let p = rows.map(|r| r.as_ptr());
                 match kind {
-                    WeightKind::Q4_0 => avx2::dot4_q4::<N, false>(rows, acts),
-                    WeightKind::Q4_1 => avx2::dot4_q4::<N, true>(rows, acts),
+                    WeightKind::Q4_0 => avx2::dot4_q4::<N, false, false>(p, blocks, acts),
+                    WeightKind::Q4_1 => avx2::dot4_q4::<N, true, false>(p, blocks, acts),
                     WeightKind::Q8_0 => avx2::dot4_q8_0(rows, acts),
                 }
             },
         }
     }
+}
+
+/// The four rows of an interleaved group in the GGUF's layout again.
+fn deinterleave(kind: WeightKind, g: &[u8]) -> [Vec<u8>; 4] {
+    let bb = kind.block_bytes();
+    std::array::from_fn(|j| {
+        g.chunks_exact(4 * bb)
+            .flat_map(|b| interleaved_block(kind, b, j).into_iter().take(bb))
+            .collect()
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -126,31 +169,38 @@ mod avx2 {
     /// one `madd`, one conversion and one FMA serve two row-blocks, and an
     /// activation block is loaded once for all four rows (llama.cpp gets
     /// the same sharing by repacking Q4_0 into interleaved 8-row blocks at
-    /// load; rows read in place need no second copy of the weights). The
-    /// nibbles are unpacked once for all `N` activation rows. Low nibbles
+    /// load). The nibbles are unpacked once for all `N` activation rows. Low nibbles
     /// (values 0..16) meet the activations' first 16 bytes and high nibbles
     /// (16..32) the last 16, each half broadcast to both lanes. Each row
     /// sums its own four float lanes, then its offset: the arithmetic of
     /// one (row, activation row) pair is the same whatever `N` and
     /// whatever the other rows.
+    ///
+    /// `INTERLEAVED` false: `p` are four rows of `blocks` blocks in the
+    /// GGUF's layout. True: `p[0]` is a group of four rows interleaved by
+    /// [`QMatrix::interleave4`], whose scales come in one load and whose
+    /// two pairs of rows come in one load each; the same values reach the
+    /// same lanes, so the results are the same to the bit.
+    ///
+    /// SAFETY: the pointers hold `blocks` blocks (of four rows when
+    /// interleaved).
+    ///
+    /// [`QMatrix::interleave4`]: super::super::weights::QMatrix::interleave4
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot4_q4<const N: usize, const WITH_MIN: bool>(
-        rows: [&[u8]; 4],
+    pub unsafe fn dot4_q4<const N: usize, const WITH_MIN: bool, const INTERLEAVED: bool>(
+        p: [*const u8; 4],
+        blocks: usize,
         acts: [&[ActBlock]; N],
     ) -> [[f32; 4]; N] {
         let bb = if WITH_MIN { 20 } else { 18 };
-        let qs_at = if WITH_MIN { 4 } else { 2 };
+        let hb = bb - 16;
         let mut acc = [[_mm256_setzero_ps(); 2]; N];
         // Lanes 1, 5, 3, 7 sum offset × s of rows 0..4 (the rest scratch).
         let mut offsets = [_mm256_setzero_ps(); N];
-        let p = rows.map(|r| r.as_ptr());
-        let blocks = rows[0].len() / bb;
         for i in 0..blocks {
-            // SAFETY: block i lies inside every row (the caller checked
-            // that each row holds `blocks` blocks).
-            let b = p.map(|r| unsafe { r.add(i * bb) });
-            // The four rows lie one after another (rows of a matrix):
-            // ask for the group's bytes as one stream, 4 × bb per block.
+            // The four rows lie one after another (rows of a matrix, or a
+            // group): ask for the group's bytes as one stream, 4 × bb per
+            // block.
             let ahead = p[0].wrapping_add(PREFETCH + i * 4 * bb);
             for k in 0..2 {
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * k) as *const i8);
@@ -158,18 +208,41 @@ mod avx2 {
             // [d0, m0, d2, m2 | d1, m1, d3, m3] of the four blocks: rows
             // 0 and 1 (the two lanes of the first pair) find their d at the
             // same place in each 128-bit lane, as do rows 2 and 3, so an
-            // in-lane shuffle spreads them.
-            let dm = if WITH_MIN {
-                let h = b.map(|r| unsafe { (r as *const i32).read_unaligned() });
-                _mm256_cvtph_ps(_mm_setr_epi32(h[0], h[2], h[1], h[3]))
-            } else {
-                let h = b.map(|r| unsafe { (r as *const i16).read_unaligned() });
-                let d = _mm_cvtph_ps(_mm_setr_epi16(h[0], h[2], h[1], h[3], 0, 0, 0, 0));
-                let m = _mm_mul_ps(d, _mm_set1_ps(-8.0));
-                _mm256_set_m128(_mm_unpackhi_ps(d, m), _mm_unpacklo_ps(d, m))
+            // in-lane shuffle spreads them. The packed bytes of rows 0 and
+            // 1 (low and high lane), then of rows 2 and 3.
+            // SAFETY: block i lies inside every row, or the group (the
+            // caller's promise).
+            let (dm, packed) = unsafe {
+                if INTERLEAVED {
+                    let g = p[0].add(i * 4 * bb);
+                    let dm = if WITH_MIN {
+                        _mm256_cvtph_ps(_mm_loadu_si128(g as *const __m128i))
+                    } else {
+                        q4_0_dm(_mm_cvtph_ps(_mm_loadl_epi64(g as *const __m128i)))
+                    };
+                    let q = g.add(4 * hb) as *const __m256i;
+                    (dm, [_mm256_loadu_si256(q), _mm256_loadu_si256(q.add(1))])
+                } else {
+                    let b = p.map(|r| r.add(i * bb));
+                    let dm = if WITH_MIN {
+                        let h = b.map(|r| (r as *const i32).read_unaligned());
+                        _mm256_cvtph_ps(_mm_setr_epi32(h[0], h[2], h[1], h[3]))
+                    } else {
+                        let h = b.map(|r| (r as *const i16).read_unaligned());
+                        q4_0_dm(_mm_cvtph_ps(_mm_setr_epi16(
+                            h[0], h[2], h[1], h[3], 0, 0, 0, 0,
+                        )))
+                    };
+                    let pair = |r0: *const u8, r1: *const u8| {
+                        _mm256_loadu2_m128i(
+                            r1.add(hb) as *const __m128i,
+                            r0.add(hb) as *const __m128i,
+                        )
+                    };
+                    (dm, [pair(b[0], b[1]), pair(b[2], b[3])])
+                }
             };
-            // SAFETY: as above, 16 packed bytes at `qs_at` in each block.
-            let w = unsafe { [unpack(b[0], b[1], qs_at), unpack(b[2], b[3], qs_at)] };
+            let w = packed.map(|v| unpack(v));
             for t in 0..N {
                 // SAFETY: every activation row holds `blocks` blocks.
                 let a = unsafe { acts[t].get_unchecked(i) };
@@ -210,20 +283,20 @@ mod avx2 {
         })
     }
 
-    /// The nibbles of two rows' blocks as bytes, row `r0` in the low lane
-    /// and `r1` in the high: `[values 0..16, values 16..32]`.
-    ///
-    /// SAFETY: `r0` and `r1` each point at a whole block whose packed
-    /// bytes start at `qs_at`.
+    /// [d0, -8d0, d2, -8d2 | d1, -8d1, d3, -8d3] from [d0, d2, d1, d3]:
+    /// Q4_0's scales in the places Q4_1's (d, m) take.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn unpack(r0: *const u8, r1: *const u8, qs_at: usize) -> [__m256i; 2] {
-        let v = unsafe {
-            _mm256_loadu2_m128i(
-                r1.add(qs_at) as *const __m128i,
-                r0.add(qs_at) as *const __m128i,
-            )
-        };
+    fn q4_0_dm(d: __m128) -> __m256 {
+        let m = _mm_mul_ps(d, _mm_set1_ps(-8.0));
+        _mm256_set_m128(_mm_unpackhi_ps(d, m), _mm_unpacklo_ps(d, m))
+    }
+
+    /// The nibbles of two rows' packed blocks (one row's 16 bytes in each
+    /// lane) as bytes: `[values 0..16, values 16..32]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn unpack(v: __m256i) -> [__m256i; 2] {
         let low = _mm256_set1_epi8(0x0f);
         [
             _mm256_and_si256(v, low),
@@ -300,6 +373,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::super::quant::{QK, quantize_act};
+    use super::super::weights::QMatrix;
     use super::*;
 
     /// Deterministic bytes and floats without a random-number crate.
@@ -328,7 +402,7 @@ mod tests {
     }
 
     fn check(kernels: Kernels, kind: WeightKind, rows: [&[u8]; 4], act: &[ActBlock]) {
-        let got = kernels.dot4(kind, rows, act);
+        let got = kernels.dot4(kind, Group::Rows(rows), act);
         for (j, row) in rows.iter().enumerate() {
             let want = dot_scalar(kind, row, act);
             let tol = 1e-4 * (1.0 + want.abs());
@@ -342,19 +416,40 @@ mod tests {
             // The same bits wherever the row sits and whatever its
             // companions: batched and differently chunked passes rely on it.
             assert_eq!(
-                kernels.dot4(kind, [row; 4], act)[0].to_bits(),
+                kernels.dot4(kind, Group::Rows([row; 4]), act)[0].to_bits(),
                 got[j].to_bits()
             );
-            let both = kernels.dot4n(kind, rows, [act, act]);
+            let both = kernels.dot4n(kind, Group::Rows(rows), [act, act]);
             assert_eq!(both[0][j].to_bits(), got[j].to_bits());
             assert_eq!(both[1][j].to_bits(), got[j].to_bits());
             let mut moved = [rows[3], rows[2], rows[1], rows[0]];
             moved[3 - j] = row;
             assert_eq!(
-                kernels.dot4(kind, moved, act)[3 - j].to_bits(),
+                kernels.dot4(kind, Group::Rows(moved), act)[3 - j].to_bits(),
                 got[j].to_bits()
             );
         }
+        // The same four rows interleaved (Q4 only): the same bits, from
+        // the AVX2 kernel and from the scalar fallback, and the same rows
+        // when dequantized.
+        let cols = act.len() * QK;
+        let mut m = QMatrix::new(kind, 4, cols, rows.concat());
+        let mut plain = vec![0f32; cols];
+        m.dequantize_row(2, &mut plain);
+        if !m.interleave4() {
+            return;
+        }
+        let mut back = vec![0f32; cols];
+        m.dequantize_row(2, &mut back);
+        assert_eq!(plain, back);
+        let g = m.group(0, 4);
+        assert!(matches!(g, Group::Interleaved(_)));
+        let bits = |v: [f32; 4]| v.map(f32::to_bits);
+        assert_eq!(bits(kernels.dot4(kind, g, act)), bits(got));
+        let both = kernels.dot4n(kind, g, [act, act]);
+        assert_eq!((bits(both[0]), bits(both[1])), (bits(got), bits(got)));
+        let scalar = Kernels::Scalar.dot4(kind, Group::Rows(rows), act);
+        assert_eq!(bits(Kernels::Scalar.dot4(kind, g, act)), bits(scalar));
     }
 
     #[test]

@@ -20,29 +20,125 @@ pub struct QMatrix {
     pub cols: usize,
     row_bytes: usize,
     data: Vec<u8>,
+    interleaved: bool,
+}
+
+/// Four rows of a matrix as [`Kernels::dot4n`] takes them.
+///
+/// [`Kernels::dot4n`]: super::simd::Kernels::dot4n
+#[derive(Debug, Clone, Copy)]
+pub enum Group<'a> {
+    /// Four rows in the GGUF's layout (a short group repeats its last row,
+    /// whose extra results the caller drops).
+    Rows([&'a [u8]; 4]),
+    /// Four rows interleaved block by block ([`QMatrix::interleave4`]).
+    Interleaved(&'a [u8]),
 }
 
 impl QMatrix {
-    /// All rows' blocks, as in the GGUF.
+    /// `rows` rows of `cols` values in `kind` blocks, in the GGUF's layout.
+    pub fn new(kind: WeightKind, rows: usize, cols: usize, data: Vec<u8>) -> QMatrix {
+        let row_bytes = cols / QK * kind.block_bytes();
+        assert!(cols.is_multiple_of(QK) && data.len() == rows * row_bytes);
+        QMatrix {
+            kind,
+            rows,
+            cols,
+            row_bytes,
+            data,
+            interleaved: false,
+        }
+    }
+
+    /// All rows' blocks, as in the GGUF (before [`QMatrix::interleave4`]).
     pub fn bytes(&self) -> &[u8] {
+        assert!(
+            !self.interleaved,
+            "an interleaved matrix has no GGUF layout"
+        );
         &self.data
     }
 
-    #[inline]
-    pub fn row(&self, r: usize) -> &[u8] {
-        &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+    /// Row `r`'s values as floats.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        if !self.interleaved {
+            let row = &self.data[r * self.row_bytes..(r + 1) * self.row_bytes];
+            return super::quant::dequantize_row(self.kind, row, out);
+        }
+        let (bb, j) = (self.kind.block_bytes(), r % 4);
+        let group = &self.data[(r - j) * self.row_bytes..][..4 * self.row_bytes];
+        for (g, xs) in group.chunks_exact(4 * bb).zip(out.chunks_exact_mut(QK)) {
+            let block = interleaved_block(self.kind, g, j);
+            super::quant::dequantize_row(self.kind, &block[..bb], xs);
+        }
     }
 
-    /// Rows `r..r + len` (1 to 4) as [`Kernels::dot4`] takes them: a
-    /// short group repeats its last row, whose extra results the caller
-    /// drops.
-    ///
-    /// [`Kernels::dot4`]: super::simd::Kernels::dot4
+    /// Rows `r..r + len` (1 to 4). Interleaved, `r` is a multiple of four
+    /// and `len` is 4 (a matrix is interleaved only when its rows are a
+    /// multiple of four, and callers walk groups of four from row 0).
     #[inline]
-    pub fn group(&self, r: usize, len: usize) -> [&[u8]; 4] {
+    pub fn group(&self, r: usize, len: usize) -> Group<'_> {
         debug_assert!((1..=4).contains(&len));
-        std::array::from_fn(|k| self.row(r + k.min(len - 1)))
+        if self.interleaved {
+            assert!(
+                r.is_multiple_of(4) && len == 4,
+                "rows {r}..{} of an interleaved matrix",
+                r + len
+            );
+            return Group::Interleaved(&self.data[r * self.row_bytes..][..4 * self.row_bytes]);
+        }
+        let row = |r: usize| &self.data[r * self.row_bytes..(r + 1) * self.row_bytes];
+        Group::Rows(std::array::from_fn(|k| row(r + k.min(len - 1))))
     }
+
+    /// Rewrites a Q4_0 or Q4_1 matrix whose row count is a multiple of four
+    /// as groups of four rows, block by block: the four rows' scales (in
+    /// the order [`INTERLEAVED_SCALES`] names), then their packed bytes
+    /// (rows 0, 1, 2, 3). The AVX2 kernel then loads a block's four scales
+    /// with one load and two rows' bytes with another, where the GGUF
+    /// layout takes eight loads and four inserts; the arithmetic, and so
+    /// every result, stays the same. Returns whether it did.
+    pub fn interleave4(&mut self) -> bool {
+        let q4 = matches!(self.kind, WeightKind::Q4_0 | WeightKind::Q4_1);
+        if self.interleaved || !q4 || !self.rows.is_multiple_of(4) {
+            return false;
+        }
+        let bb = self.kind.block_bytes();
+        let hb = bb - 16;
+        // A group takes the bytes its four rows took: rewrite each in place
+        // from a copy of one group, not the matrix.
+        let mut src = vec![0u8; 4 * self.row_bytes];
+        for dst in self.data.chunks_exact_mut(4 * self.row_bytes) {
+            src.copy_from_slice(dst);
+            for (i, d) in dst.chunks_exact_mut(4 * bb).enumerate() {
+                for j in 0..4 {
+                    let b = &src[j * self.row_bytes + i * bb..][..bb];
+                    let slot = INTERLEAVED_SCALES[j];
+                    d[slot * hb..(slot + 1) * hb].copy_from_slice(&b[..hb]);
+                    d[4 * hb + 16 * j..][..16].copy_from_slice(&b[hb..]);
+                }
+            }
+        }
+        self.interleaved = true;
+        true
+    }
+}
+
+/// Where row `j` of an interleaved group keeps its scale(s) among the
+/// four: rows 0 and 1 share a 256-bit register in the kernel (low and
+/// high lane), as do rows 2 and 3, so the converted scales must come out
+/// as [row 0, row 2 | row 1, row 3] (see `simd::avx2::dot4_q4`).
+pub const INTERLEAVED_SCALES: [usize; 4] = [0, 2, 1, 3];
+
+/// Row `j`'s block, in the GGUF's layout (the first `block_bytes` bytes),
+/// out of one block of an interleaved group (`4 × block_bytes` bytes).
+pub fn interleaved_block(kind: WeightKind, g: &[u8], j: usize) -> [u8; 20] {
+    let (bb, slot) = (kind.block_bytes(), INTERLEAVED_SCALES[j]);
+    let hb = bb - 16;
+    let mut block = [0u8; 20];
+    block[..hb].copy_from_slice(&g[slot * hb..(slot + 1) * hb]);
+    block[hb..bb].copy_from_slice(&g[4 * hb + 16 * j..][..16]);
+    block
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -144,14 +240,12 @@ impl Reader<'_> {
             // Any other encoding: its values, re-quantized once.
             None => quantize_q8_0(&self.floats(name, rows * cols)?),
         };
-        let kind = kind.unwrap_or(WeightKind::Q8_0);
-        Ok(QMatrix {
-            kind,
+        Ok(QMatrix::new(
+            kind.unwrap_or(WeightKind::Q8_0),
             rows,
             cols,
-            row_bytes: cols / QK * kind.block_bytes(),
             data,
-        })
+        ))
     }
 
     fn u32(&self, key: &str) -> Result<usize, Unsupported> {
@@ -173,6 +267,34 @@ impl Reader<'_> {
 }
 
 impl Weights {
+    /// Interleaves the Q4 matrices ([`QMatrix::interleave4`]) that a
+    /// parallel section reaches in whole groups of four: a section walks
+    /// its matrices as one run of rows in groups of four, so a matrix is
+    /// taken if its rows, and those of every matrix before it in its
+    /// section, are a multiple of four (q, k and v share a section; every
+    /// other matrix has its own). Returns how many it interleaved.
+    pub fn interleave4(&mut self) -> usize {
+        let fours = |m: &QMatrix| m.rows.is_multiple_of(4);
+        let mut done = 0;
+        for l in &mut self.layers {
+            let aligned = [
+                fours(&l.wq),
+                fours(&l.wq) && fours(&l.wk),
+                fours(&l.wq) && fours(&l.wk),
+            ];
+            for (m, ok) in [&mut l.wq, &mut l.wk, &mut l.wv].into_iter().zip(aligned) {
+                done += (ok && m.interleave4()) as usize;
+            }
+            for m in [&mut l.wo, &mut l.gate, &mut l.up, &mut l.down] {
+                done += m.interleave4() as usize;
+            }
+        }
+        for m in std::iter::once(&mut self.embed).chain(self.output.as_mut()) {
+            done += m.interleave4() as usize;
+        }
+        done
+    }
+
     /// The weights of `arch` from a parsed GGUF and its bytes, or why the
     /// native path does not take this model.
     pub fn load(ct: &gguf_file::Content, gguf: &[u8], arch: &str) -> Result<Weights, Unsupported> {
