@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use cocoon_image::cache::Cache;
 use cocoon_image::digest::Sha256;
 use cocoon_image::lock::{InputsLock, PinnedPackage, PinnedWheel};
@@ -35,6 +35,30 @@ pub struct Toolkit {
     pub wheels: Vec<PinnedWheel>,
 }
 
+/// The lock's pins of the toolkit's wheels, each the project and version
+/// the profile names (a profile changed without `cargo xtask lock` would
+/// otherwise build with the old wheel).
+fn pinned_wheels(lock: &InputsLock, toolkit: &CudaToolkit) -> Result<Vec<PinnedWheel>> {
+    toolkit
+        .headers
+        .iter()
+        .map(|input| {
+            let w = lock.wheel(input.name)?;
+            if (w.project.as_str(), w.version.as_str()) != (input.project, input.version) {
+                bail!(
+                    "inputs.lock pins {}=={} as `{}`, the profile asks for {}=={}: rerun `cargo xtask lock`",
+                    w.project,
+                    w.version,
+                    input.name,
+                    input.project,
+                    input.version
+                );
+            }
+            Ok(w.clone())
+        })
+        .collect()
+}
+
 pub fn assemble(
     sh: &Shell,
     root: &Path,
@@ -43,11 +67,7 @@ pub fn assemble(
     toolkit: &CudaToolkit,
 ) -> Result<Toolkit> {
     let compiler = fetcher.image_files(lock, std::slice::from_ref(&toolkit.compiler))?;
-    let wheels = toolkit
-        .headers
-        .iter()
-        .map(|w| Ok(lock.wheel(w.name)?.clone()))
-        .collect::<Result<Vec<_>>>()?;
+    let wheels = pinned_wheels(lock, toolkit)?;
     let package = compiler.packages[0].clone();
     let mut key = format!("{NVCC_PROFILE}{}\n", package.sha256);
     for (from, to) in toolkit.compiler.resolved_files(&package.version) {
@@ -98,4 +118,53 @@ pub fn assemble(
         package,
         wheels,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cocoon_image::lock::LOCK_SCHEMA;
+    use cocoon_image::profile::CUDA_12_4;
+
+    fn lock_with(version_of_first: &str) -> InputsLock {
+        let wheels = CUDA_12_4
+            .headers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| PinnedWheel {
+                name: w.name.into(),
+                project: w.project.into(),
+                version: if i == 0 { version_of_first } else { w.version }.into(),
+                file: format!("{}.whl", w.project),
+                sha256: Sha256::of(w.name.as_bytes()),
+                size: 1,
+            })
+            .collect();
+        InputsLock {
+            schema: LOCK_SCHEMA,
+            packages: vec![],
+            sources: vec![],
+            wheels,
+        }
+    }
+
+    #[test]
+    fn wheels_pinned_at_another_version_than_the_profile_names_are_refused() {
+        let good = CUDA_12_4.headers[0].version;
+        assert_eq!(
+            pinned_wheels(&lock_with(good), &CUDA_12_4).unwrap().len(),
+            3
+        );
+        let err = pinned_wheels(&lock_with("12.6.77"), &CUDA_12_4).unwrap_err();
+        assert!(
+            err.to_string().contains("rerun `cargo xtask lock`"),
+            "{err}"
+        );
+        let none = InputsLock {
+            wheels: vec![],
+            ..lock_with(good)
+        };
+        let err = pinned_wheels(&none, &CUDA_12_4).unwrap_err();
+        assert!(err.to_string().contains("cuda-runtime-headers"), "{err}");
+    }
 }
