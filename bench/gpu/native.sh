@@ -2,7 +2,8 @@
 # The engine's own CUDA path (engine/src/cuda) on a lent H100/H200, in one
 # device call: its logits against the CPU engine's on synthetic models of
 # every block format it takes, the decode step as a CUDA graph against the
-# same kernels launched one by one (the same bits expected), and decode
+# same kernels launched one by one (the same bits expected), with and
+# without programmatic dependent launch, and decode
 # speed on three model shapes against the card's roofline and against
 # candle's CUDA path, all in this run on this card.
 #
@@ -103,6 +104,10 @@ for s in llama-3.1-8b llama-3.2-1b smollm2-135m; do
     COCOON_CUDA_GRAPHS=0 timeout 90 $BIN bench --pack $W/$s.pack --device cuda --time-verify false \
       --prompt-tokens 128 --gen-tokens 64 --reps 3 > $RAW/native-$s-nograph.json
     python3 "$HERE/summary.py" $RAW/native-$s-nograph.json
+    say "ours, native CUDA, each kernel after the last has ended (no PDL): $s"
+    COCOON_CUDA_PDL=0 timeout 90 $BIN bench --pack $W/$s.pack --device cuda --time-verify false \
+      --prompt-tokens 128 --gen-tokens 64 --reps 3 > $RAW/native-$s-nopdl.json
+    python3 "$HERE/summary.py" $RAW/native-$s-nopdl.json
   fi
 done
 if [ -x $W/init ]; then

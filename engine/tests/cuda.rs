@@ -67,7 +67,14 @@ fn cuda_logits_follow_the_cpu_engines() {
 /// captured: so the bits must not move.
 #[test]
 fn one_pass_token_by_token_and_graphs_give_the_same_bits() {
-    let plain = cuda::Tuning { graphs: false };
+    let plain = cuda::Tuning {
+        graphs: false,
+        pdl: false,
+    };
+    let pdl_only = cuda::Tuning {
+        graphs: false,
+        pdl: true,
+    };
     for arch in ["llama", "qwen2"] {
         for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
             let mut graph = cuda::Sequence::new(gpu(arch, dtype));
@@ -77,6 +84,14 @@ fn one_pass_token_by_token_and_graphs_give_the_same_bits() {
             assert!(
                 with_graph == without,
                 "{arch} {dtype:?}: graph and launches differ"
+            );
+            // Programmatic dependent launch changes when kernels start,
+            // never what they compute.
+            let mut early = cuda::Sequence::new(gpu_with(arch, dtype, pdl_only));
+            let with_pdl = run(|t, p| early.forward(t, p).unwrap());
+            assert!(
+                with_pdl == without,
+                "{arch} {dtype:?}: launches with and without PDL differ"
             );
             // The prompt token by token (every one a decode step, so the
             // graph replays at eight positions).

@@ -4,9 +4,11 @@
 
 use std::sync::Arc;
 
+use std::ffi::c_void;
+
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr,
-    DriverError, LaunchConfig, PinnedHostSlice, PushKernelArg, sys,
+    DriverError, PinnedHostSlice, sys,
 };
 use cudarc::nvrtc::Ptx;
 
@@ -48,7 +50,8 @@ struct Kernels {
     embed: CudaFunction,
     rmsnorm_quant: CudaFunction,
     rope_store: CudaFunction,
-    attention: CudaFunction,
+    /// By head size: `[32, 64, ..., 256]`.
+    attention: [CudaFunction; 8],
 }
 
 impl Kernels {
@@ -70,7 +73,16 @@ impl Kernels {
             embed: f("embed")?,
             rmsnorm_quant: f("rmsnorm_quant")?,
             rope_store: f("rope_store")?,
-            attention: f("attention")?,
+            attention: [
+                f("attention_1")?,
+                f("attention_2")?,
+                f("attention_3")?,
+                f("attention_4")?,
+                f("attention_5")?,
+                f("attention_6")?,
+                f("attention_7")?,
+                f("attention_8")?,
+            ],
             _module: module,
         })
     }
@@ -82,20 +94,30 @@ impl Kernels {
 pub struct Tuning {
     /// The step as a CUDA graph (else its launches one by one).
     pub graphs: bool,
+    /// Kernels launched with programmatic dependent launch where the GPU
+    /// has it (sm_90): each may start, and prefetch its weights, while the
+    /// one before it finishes (`pdl_wait` in kernels.cu).
+    pub pdl: bool,
 }
 
 impl Default for Tuning {
     fn default() -> Tuning {
-        Tuning { graphs: true }
+        Tuning {
+            graphs: true,
+            pdl: true,
+        }
     }
 }
 
 impl Tuning {
-    /// The default, or with `COCOON_CUDA_GRAPHS=0` the launches one by one
-    /// (benchmarks measure what the graph buys).
+    /// The default, less what `COCOON_CUDA_GRAPHS=0` (the launches one by
+    /// one) or `COCOON_CUDA_PDL=0` (each kernel after the last has ended)
+    /// turns off: benchmarks measure what each buys.
     pub fn from_env() -> Tuning {
+        let on = |name: &str| std::env::var(name).map_or(true, |v| v != "0");
         Tuning {
-            graphs: std::env::var("COCOON_CUDA_GRAPHS").map_or(true, |v| v != "0"),
+            graphs: on("COCOON_CUDA_GRAPHS"),
+            pdl: on("COCOON_CUDA_PDL"),
         }
     }
 }
@@ -144,6 +166,14 @@ impl Engine {
         let kernels = Kernels::load(&ctx).map_err(|e| {
             format!("loading the kernels on {gpu} (built for sm_80, sm_89 and sm_90): {e}")
         })?;
+        // Before sm_90 there is no programmatic dependent launch.
+        let (major, _) = ctx
+            .compute_capability()
+            .map_err(driver("the compute capability"))?;
+        let tuning = Tuning {
+            pdl: tuning.pdl && major >= 9,
+            ..tuning
+        };
         let stream = ctx.new_stream().map_err(driver("a stream"))?;
         let w = upload_all(&stream, weights).map_err(driver("uploading the weights"))?;
         let c = &w.cfg;
@@ -361,23 +391,51 @@ impl Engine {
         shared: usize,
         args: &[Arg],
     ) -> Result<(), DriverError> {
-        let mut b = stream.launch_builder(f);
-        for a in args {
-            match a {
-                Arg::P(p) => b.arg(p),
-                Arg::I(i) => b.arg(i),
-                Arg::F(x) => b.arg(x),
-            };
-        }
-        let cfg = LaunchConfig {
-            grid_dim: (grid.0 as u32, grid.1 as u32, 1),
-            block_dim: (block as u32, 1, 1),
-            shared_mem_bytes: shared as u32,
+        // cuLaunchKernelEx directly, for its launch attribute: cudarc's
+        // builder has none (and with event tracking off, Engine::load, it
+        // would add nothing else).
+        let mut params: Vec<*mut c_void> = args
+            .iter()
+            .map(|a| match a {
+                Arg::P(p) => p as *const u64 as *mut c_void,
+                Arg::I(i) => i as *const i32 as *mut c_void,
+                Arg::F(x) => x as *const f32 as *mut c_void,
+            })
+            .collect();
+        let mut attr = sys::CUlaunchAttribute {
+            id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+            pad: [0; 4],
+            value: sys::CUlaunchAttributeValue {
+                programmaticStreamSerializationAllowed: 1,
+            },
         };
-        // SAFETY: every pointer is a live buffer of the engine or of the
-        // sequence, sized for `n` rows, as each kernel's comment in
-        // kernels.cu describes its arguments.
-        unsafe { b.launch(cfg) }.map(|_| ())
+        let cfg = sys::CUlaunchConfig {
+            gridDimX: grid.0 as u32,
+            gridDimY: grid.1 as u32,
+            gridDimZ: 1,
+            blockDimX: block as u32,
+            blockDimY: 1,
+            blockDimZ: 1,
+            sharedMemBytes: shared as u32,
+            hStream: stream.cu_stream(),
+            attrs: &mut attr,
+            numAttrs: u32::from(self.tuning.pdl),
+        };
+        self.ctx.bind_to_thread()?;
+        // SAFETY: `params` points at `args`, which outlive the call, one
+        // value per kernel parameter in order; every device address is a
+        // live buffer of the engine or of the sequence, sized for the
+        // launch's rows, as each kernel's comment in kernels.cu describes
+        // its arguments. The attribute is read during the call only.
+        unsafe {
+            sys::cuLaunchKernelEx(
+                &cfg,
+                f.cu_function(),
+                params.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        }
+        .result()
     }
 
     /// `out[t * stride + r] (+)= m[r] · act[t]` for `n` activation rows.
@@ -558,7 +616,7 @@ impl Engine {
             // captured launch serves every step.
             self.launch(
                 s,
-                &self.kernels.attention,
+                &self.kernels.attention[c.head_dim / QK - 1],
                 (c.heads, n),
                 ATT_THREADS,
                 self.capacity * 4,
@@ -569,7 +627,6 @@ impl Engine {
                     Arg::P(pos),
                     Arg::I(c.heads as i32),
                     Arg::I(c.kv_heads as i32),
-                    Arg::I(c.head_dim as i32),
                     Arg::F(1.0 / (c.head_dim as f32).sqrt()),
                     Arg::P(act[1].0),
                     Arg::P(act[1].1),

@@ -39,6 +39,39 @@ __device__ __forceinline__ int warp_sum_int(int v) {
     return v;
 }
 
+// Programmatic dependent launch (sm_90; forward.rs sets the launch
+// attribute where the GPU has it). A kernel launched with it may start
+// while the kernel before it in the stream still runs, so every kernel
+// here touches nothing but its own weights (L2 prefetches, which have no
+// effect on results) before pdl_wait(), which returns once the kernel
+// before it has finished and its writes are visible; without the
+// attribute, or before sm_90, it returns at once. pdl_launch_next() then
+// lets the next kernel be launched into the SMs this one frees, so its
+// weight prefetches overlap this kernel's last wave instead of following
+// it (a decode step is ~260 launches, most of them a few microseconds).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_launch_next() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Asks L2 for the 128-byte lines of [p, p + n), the warp's lanes taking
+// one line each in turn. A hint with no result: it puts more of the
+// memory system's bandwidth to work without holding registers.
+__device__ __forceinline__ void prefetch_span(const void* p, size_t n) {
+    const int lane = threadIdx.x & 31;
+    const char* first = (const char*)((uintptr_t)p & ~(uintptr_t)127);
+    const char* end = (const char*)p + n;
+    for (const char* c = first + lane * 128; c < end; c += 32 * 128)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(c));
+}
+
 // One warp quantizes 32 values (one per lane) as the CPU's quantize_act
 // does: d = amax / 127, q = v * (1 / d) rounded to nearest even.
 __device__ __forceinline__ void quantize_block(float v, int8_t* q, float2* ds) {
@@ -107,22 +140,88 @@ __device__ __forceinline__ void load_block(const uint8_t* __restrict__ qs,
     }
 }
 
+// The L2 prefetch of weight row `row` (values and scales).
+template <int K>
+__device__ __forceinline__ void prefetch_row(const uint8_t* qs, const void* sc, int row,
+                                             int blocks) {
+    const int vb = K == Q8_0 ? 32 : 16, sb = K == Q4_1 ? 4 : 2;
+    const size_t base = (size_t)row * blocks;
+    prefetch_span(qs + base * vb, (size_t)blocks * vb);
+    prefetch_span((const uint8_t*)sc + base * sb, (size_t)blocks * sb);
+}
+
+// U weight blocks of a row, as one lane holds them: blocks b0, b0 + 32,
+// ..., b0 + 32 (U - 1) (those before `blocks`).
+template <int K, int U>
+struct Chunk {
+    int w[U][8];
+    float d[U], m[U];
+};
+
+template <int K, int U>
+__device__ __forceinline__ void load_chunk(const uint8_t* __restrict__ qs,
+                                           const void* __restrict__ sc, size_t base, int b0,
+                                           int blocks, Chunk<K, U>& c) {
+#pragma unroll
+    for (int u = 0; u < U; u++)
+        if (b0 + 32 * u < blocks) load_block<K>(qs, sc, base + b0 + 32 * u, c.w[u], c.d[u], c.m[u]);
+}
+
+// Block b's product with activation row t, as the CPU engine computes
+// it: an integer dot product, then one float step.
+//   aq: rows of `blocks * 32` int8, as: rows of `blocks` (d, s)
+template <int K>
+__device__ __forceinline__ float block_dot(const int w[8], float d, float m,
+                                           const int8_t* __restrict__ aq,
+                                           const float2* __restrict__ as, int t, int blocks,
+                                           int b) {
+    const int4* a = (const int4*)(aq + ((size_t)t * blocks + b) * QK);
+    const int4 a0 = a[0], a1 = a[1];
+    int s = __dp4a(w[0], a0.x, 0);
+    s = __dp4a(w[1], a0.y, s);
+    s = __dp4a(w[2], a0.z, s);
+    s = __dp4a(w[3], a0.w, s);
+    s = __dp4a(w[4], a1.x, s);
+    s = __dp4a(w[5], a1.y, s);
+    s = __dp4a(w[6], a1.z, s);
+    s = __dp4a(w[7], a1.w, s);
+    const float2 ads = as[(size_t)t * blocks + b];
+    if (K == Q4_0) return d * (ads.x * (float)s - 8.0f * ads.y);
+    if (K == Q4_1) return d * ads.x * (float)s + m * ads.y;
+    return d * ads.x * (float)s;
+}
+
+// A chunk's products with `nt` (up to NT) activation rows, added to acc.
+template <int K, int NT, int U>
+__device__ __forceinline__ void chunk_dots(const Chunk<K, U>& c, int b0, int blocks,
+                                           const int8_t* __restrict__ aq,
+                                           const float2* __restrict__ as, int nt,
+                                           float acc[NT]) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int b = b0 + 32 * u;
+        if (b >= blocks) break;
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+            if (NT == 1 || t < nt) acc[t] += block_dot<K>(c.w[u], c.d[u], c.m[u], aq, as, t, blocks, b);
+    }
+}
+
 // One lane's share of `nt` (up to NT) dot products of weight row `row`
-// with activation rows: the lane takes blocks lane, lane + 32, ...
+// with activation rows, from block `from` on: the lane takes blocks from,
+// from + 32, ..., U at a time, all U loaded before any is used (batch-1
+// decode is bound by memory latency and bandwidth, not arithmetic). The
+// same arithmetic as chunk_dots, on arrays of its own: with a Chunk here
+// the one-row SwiGLU spilled to local memory.
 //   qs: the row-major blocks' 4-bit (16 bytes) or 8-bit (32 bytes) values
 //   sc: per block a half d (Q4_0, Q8_0) or a half2 (d, m) (Q4_1)
-//   aq: nt rows of `blocks * 32` int8, as: nt rows of `blocks` (d, s)
-// U blocks' weights are loaded before any is used, so that each lane has
-// several loads in flight (batch-1 decode is bound by memory latency and
-// bandwidth, not arithmetic).
-template <int K, int NT, int U = (NT == 1 ? 4 : 2)>
+template <int K, int NT, int U>
 __device__ __forceinline__ void row_dots(const uint8_t* __restrict__ qs,
-                                         const void* __restrict__ sc, int row, int blocks,
-                                         const int8_t* __restrict__ aq,
+                                         const void* __restrict__ sc, int row, int from,
+                                         int blocks, const int8_t* __restrict__ aq,
                                          const float2* __restrict__ as, int nt, float acc[NT]) {
-    const int lane = threadIdx.x & 31;
     const size_t base = (size_t)row * blocks;
-    for (int b0 = lane; b0 < blocks; b0 += 32 * U) {
+    for (int b0 = from; b0 < blocks; b0 += 32 * U) {
         int w[U][8];
         float d[U], m[U];
 #pragma unroll
@@ -133,27 +232,8 @@ __device__ __forceinline__ void row_dots(const uint8_t* __restrict__ qs,
             const int b = b0 + 32 * u;
             if (b >= blocks) break;
 #pragma unroll
-            for (int t = 0; t < NT; t++) {
-                if (NT == 1 || t < nt) {
-                    const int4* a = (const int4*)(aq + ((size_t)t * blocks + b) * QK);
-                    const int4 a0 = a[0], a1 = a[1];
-                    int s = __dp4a(w[u][0], a0.x, 0);
-                    s = __dp4a(w[u][1], a0.y, s);
-                    s = __dp4a(w[u][2], a0.z, s);
-                    s = __dp4a(w[u][3], a0.w, s);
-                    s = __dp4a(w[u][4], a1.x, s);
-                    s = __dp4a(w[u][5], a1.y, s);
-                    s = __dp4a(w[u][6], a1.z, s);
-                    s = __dp4a(w[u][7], a1.w, s);
-                    const float2 ads = as[(size_t)t * blocks + b];
-                    if (K == Q4_0)
-                        acc[t] += d[u] * (ads.x * (float)s - 8.0f * ads.y);
-                    else if (K == Q4_1)
-                        acc[t] += d[u] * ads.x * (float)s + m[u] * ads.y;
-                    else
-                        acc[t] += d[u] * ads.x * (float)s;
-                }
-            }
+            for (int t = 0; t < NT; t++)
+                if (NT == 1 || t < nt) acc[t] += block_dot<K>(w[u], d[u], m[u], aq, as, t, blocks, b);
         }
     }
 }
@@ -165,12 +245,22 @@ __device__ void matvec(const uint8_t* __restrict__ qs, const void* __restrict__ 
                        int blocks, const int8_t* __restrict__ aq, const float2* __restrict__ as,
                        int nt, float* __restrict__ out, int out_stride, int add) {
     const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    // The row's first chunk in registers and the rest asked of L2 while
+    // the kernel before still runs.
+    Chunk<K, U> first;
+    if (row < rows) {
+        load_chunk<K, U>(qs, sc, (size_t)row * blocks, lane, blocks, first);
+        prefetch_row<K>(qs, sc, row, blocks);
+    }
+    pdl_wait();
+    pdl_launch_next();
     if (row >= rows) return;
     float acc[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) acc[t] = 0.0f;
-    row_dots<K, NT, U>(qs, sc, row, blocks, aq, as, nt, acc);
-    const int lane = threadIdx.x & 31;
+    chunk_dots<K, NT, U>(first, lane, blocks, aq, as, nt, acc);
+    row_dots<K, NT, U>(qs, sc, row, lane + 32 * U, blocks, aq, as, nt, acc);
 #pragma unroll
     for (int t = 0; t < NT; t++) {
         const float v = warp_sum(acc[t]);
@@ -193,13 +283,24 @@ __device__ void swiglu_quant(const uint8_t* __restrict__ gq, const void* __restr
     __shared__ float h[NT][QK];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int warps = blockDim.x >> 5;
+    constexpr int U = NT == 1 ? 4 : 2;
+    // A warp's first rows come into L2 while the kernel before runs; each
+    // next one while the warp works on the one before.
+    prefetch_row<K>(gq, gs, blockIdx.x * QK + warp, blocks);
+    prefetch_row<K>(uq, us, blockIdx.x * QK + warp, blocks);
+    pdl_wait();
+    pdl_launch_next();
     for (int k = warp; k < QK; k += warps) {
         const int row = blockIdx.x * QK + k;
+        if (k + warps < QK) {
+            prefetch_row<K>(gq, gs, row + warps, blocks);
+            prefetch_row<K>(uq, us, row + warps, blocks);
+        }
         float g[NT], u[NT];
 #pragma unroll
         for (int t = 0; t < NT; t++) g[t] = u[t] = 0.0f;
-        row_dots<K, NT>(gq, gs, row, blocks, aq, as, nt, g);
-        row_dots<K, NT>(uq, us, row, blocks, aq, as, nt, u);
+        row_dots<K, NT, U>(gq, gs, row, lane, blocks, aq, as, nt, g);
+        row_dots<K, NT, U>(uq, us, row, lane, blocks, aq, as, nt, u);
 #pragma unroll
         for (int t = 0; t < NT; t++) {
             const float gv = warp_sum(g[t]), uv = warp_sum(u[t]);
@@ -250,6 +351,8 @@ SWIGLU(Q8_0, 8, swiglu_q8_0_8)
 extern "C" __global__ void embed(const uint8_t* __restrict__ qs, const void* __restrict__ sc,
                                  int kind, int dim, const int* __restrict__ ids,
                                  float* __restrict__ x) {
+    pdl_wait();
+    pdl_launch_next();
     const int t = blockIdx.x;
     const int blocks = dim / QK;
     const size_t base = (size_t)ids[t] * blocks;
@@ -283,6 +386,14 @@ extern "C" __global__ void __launch_bounds__(256) rmsnorm_quant(
     const float* __restrict__ x, const float* __restrict__ weight, float eps, int dim,
     int8_t* __restrict__ aq, float2* __restrict__ as) {
     __shared__ float scratch[32];
+    const int lane = threadIdx.x & 31;
+    const int blocks = dim / QK;
+    const int b = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const int i = b * QK + lane;
+    // The norm's weight before the wait: it never changes.
+    const float wi = b < blocks ? weight[i] : 0.0f;
+    pdl_wait();
+    pdl_launch_next();
     const float* row = x + (size_t)blockIdx.y * dim;
     float ss = 0.0f;
     const float4* r4 = (const float4*)row;
@@ -292,12 +403,8 @@ extern "C" __global__ void __launch_bounds__(256) rmsnorm_quant(
     }
     ss = block_sum(ss, scratch);
     const float scale = 1.0f / sqrtf(ss / (float)dim + eps);
-    const int lane = threadIdx.x & 31;
-    const int blocks = dim / QK;
-    const int b = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (b >= blocks) return;
-    const int i = b * QK + lane;
-    quantize_block(row[i] * scale * weight[i], aq + ((size_t)blockIdx.y * blocks + b) * QK,
+    quantize_block(row[i] * scale * wi, aq + ((size_t)blockIdx.y * blocks + b) * QK,
                    as + (size_t)blockIdx.y * blocks + b);
 }
 
@@ -317,6 +424,13 @@ extern "C" __global__ void rope_store(float* __restrict__ qkv, const float* __re
     __shared__ float scratch[32];
     const int t = blockIdx.y, head = blockIdx.x, i = threadIdx.x, half_hd = hd / 2;
     const bool active = i < half_hd;
+    // The rotation before the wait: the position comes from the host's
+    // copy before the step, which no kernel writes.
+    const int p = *pos + t;
+    float s = 0.0f, c = 1.0f;
+    if (active) sincosf((float)p * inv_freq[i], &s, &c);
+    pdl_wait();
+    pdl_launch_next();
     const int q_dim = heads * hd, kv_dim = kv_heads * hd, tot = q_dim + 2 * kv_dim;
     const bool is_q = head < heads;
     const int off = is_q ? head * hd : q_dim + (head - heads) * hd;
@@ -341,9 +455,6 @@ extern "C" __global__ void rope_store(float* __restrict__ qkv, const float* __re
         }
     }
     if (!active) return;
-    const int p = *pos + t;
-    float s, c;
-    sincosf((float)p * inv_freq[i], &s, &c);
     const float rx = x * c - y * s, ry = x * s + y * c;
     if (is_q) {
         h[a] = rx;
@@ -368,40 +479,91 @@ extern "C" __global__ void rope_store(float* __restrict__ qkv, const float* __re
 // Causal attention of token t (blockIdx.y, at position *pos + t) for query
 // head blockIdx.x over the cache, the head's output quantized for the
 // output projection. Dynamic shared memory: one float per cached position.
-// blockDim.x = ATT_THREADS; hd a multiple of 32 (each head's output is
-// whole quantization blocks) and at most 256.
+// blockDim.x = ATT_THREADS; the head size is E * 32 (E = 1..8: each
+// head's output is whole quantization blocks), one instance per E.
 //
-// Scores: one thread per position, the whole key row in 16-byte loads
-// (independent loads, no reduction on the way). Values: warp w sums the
-// positions w, w + warps, ..., lane l the dims l, l + 32, ... (coalesced
-// rows), and the warps' sums are added at the end. A first version that
-// reduced every score across a warp, one position after another, took
-// ~50 us a layer on the 8B shape (a third of the decode step).
+// A warp takes ATT_ROWS consecutive positions at a time and lane l the
+// values l * E .. l * E + E - 1 of each: a position's key (or value) row
+// is one coalesced read by the warp, and the ATT_ROWS rows' reads are all
+// in flight before any is used. The cache rows the head will read are
+// asked of L2 before pdl_wait(), while the kernels before still run.
+// (A thread per position reading its whole key row took 16.8 us a layer
+// on the 8B shape at ~190 positions: 32 blocks, each thread waiting on
+// one load after another; before that, one warp reducing every score in
+// turn took ~50 us.)
 #define ATT_THREADS 512
-extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention(
-    const float* __restrict__ qkv, const float* __restrict__ cache_k,
-    const float* __restrict__ cache_v, const int* __restrict__ pos, int heads, int kv_heads,
-    int hd, float scale, int8_t* __restrict__ aq, float2* __restrict__ as) {
+#define ATT_ROWS 8
+// Positions of the cache prefetched into L2 at most (the rest is read
+// from memory as it comes): 1024 positions of an 8B llama's eight key
+// and value heads are 8 MiB.
+#define ATT_PREFETCH 1024
+
+// E consecutive floats at p (p aligned to 4 * E bytes when E is 2 or a
+// multiple of 4), in as few loads as that allows.
+template <int E>
+__device__ __forceinline__ void load_floats(const float* __restrict__ p, float v[E]) {
+    if constexpr (E % 4 == 0) {
+#pragma unroll
+        for (int i = 0; i < E; i += 4) {
+            const float4 f = *(const float4*)(p + i);
+            v[i] = f.x; v[i + 1] = f.y; v[i + 2] = f.z; v[i + 3] = f.w;
+        }
+    } else if constexpr (E == 2) {
+        const float2 f = *(const float2*)p;
+        v[0] = f.x; v[1] = f.y;
+    } else {
+#pragma unroll
+        for (int i = 0; i < E; i++) v[i] = p[i];
+    }
+}
+
+template <int E>
+__device__ void attention(const float* __restrict__ qkv, const float* __restrict__ cache_k,
+                          const float* __restrict__ cache_v, const int* __restrict__ pos,
+                          int heads, int kv_heads, float scale, int8_t* __restrict__ aq,
+                          float2* __restrict__ as) {
+    constexpr int hd = E * 32;
     extern __shared__ float scores[];
-    __shared__ __align__(16) float qh[256];
-    __shared__ float part[ATT_THREADS / 32][256];
+    __shared__ float part[ATT_THREADS / 32][hd];
+    __shared__ float out[hd];
     __shared__ float scratch[32];
     const int t = blockIdx.y, head = blockIdx.x;
     const int q_dim = heads * hd, kv_dim = kv_heads * hd, tot = q_dim + 2 * kv_dim;
     const int kvh = head / (heads / kv_heads);
-    const int seen = *pos + t + 1;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) qh[i] = qkv[(size_t)t * tot + head * hd + i];
-    __syncthreads();
-    const float4* q4 = (const float4*)qh;
-    for (int p = threadIdx.x; p < seen; p += blockDim.x) {
-        const float4* k = (const float4*)(cache_k + (size_t)p * kv_dim + kvh * hd);
-        float d = 0.0f;
-        for (int i = 0; i < hd / 4; i++) {
-            const float4 kv = k[i], qv = q4[i];
-            d += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
+    // The position comes from the host's copy before the step, which no
+    // kernel writes: it can be read before the wait.
+    const int seen = *pos + t + 1;
+    {
+        const int n = min(seen, ATT_PREFETCH);
+        const size_t row_bytes = hd * sizeof(float);
+        for (int p = warp; p < n; p += warps) {
+            prefetch_span(cache_k + (size_t)p * kv_dim + kvh * hd, row_bytes);
+            prefetch_span(cache_v + (size_t)p * kv_dim + kvh * hd, row_bytes);
         }
-        scores[p] = d * scale;
+    }
+    pdl_wait();
+    pdl_launch_next();
+    float q[E];
+    load_floats<E>(qkv + (size_t)t * tot + head * hd + lane * E, q);
+    const float* kbase = cache_k + kvh * hd + lane * E;
+    const float* vbase = cache_v + kvh * hd + lane * E;
+
+    // Scores.
+    for (int p0 = warp * ATT_ROWS; p0 < seen; p0 += warps * ATT_ROWS) {
+        float k[ATT_ROWS][E];
+#pragma unroll
+        for (int r = 0; r < ATT_ROWS; r++)
+            if (p0 + r < seen) load_floats<E>(kbase + (size_t)(p0 + r) * kv_dim, k[r]);
+#pragma unroll
+        for (int r = 0; r < ATT_ROWS; r++) {
+            if (p0 + r >= seen) break;
+            float d = 0.0f;
+#pragma unroll
+            for (int e = 0; e < E; e++) d += q[e] * k[r][e];
+            d = warp_sum(d);
+            if (lane == 0) scores[p0 + r] = d * scale;
+        }
     }
     __syncthreads();
     float mx = -INFINITY;
@@ -414,29 +576,52 @@ extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention(
         sum += e;
     }
     sum = block_sum(sum, scratch);  // its __syncthreads also publishes scores
-    const float inv = 1.0f / sum;
-    float acc[8];
+
+    // Values: each warp's weighted sum of its positions' rows, then the
+    // warps' sums added.
+    float acc[E];
 #pragma unroll
-    for (int j = 0; j < 8; j++) acc[j] = 0.0f;
-    for (int p = warp; p < seen; p += warps) {
-        const float s = scores[p];
-        const float* v = cache_v + (size_t)p * kv_dim + kvh * hd;
+    for (int e = 0; e < E; e++) acc[e] = 0.0f;
+    for (int p0 = warp * ATT_ROWS; p0 < seen; p0 += warps * ATT_ROWS) {
+        float v[ATT_ROWS][E];
 #pragma unroll
-        for (int j = 0; j < 8; j++)
-            if (j * 32 < hd) acc[j] += s * v[j * 32 + lane];
+        for (int r = 0; r < ATT_ROWS; r++)
+            if (p0 + r < seen) load_floats<E>(vbase + (size_t)(p0 + r) * kv_dim, v[r]);
+#pragma unroll
+        for (int r = 0; r < ATT_ROWS; r++) {
+            if (p0 + r >= seen) break;
+            const float w = scores[p0 + r];
+#pragma unroll
+            for (int e = 0; e < E; e++) acc[e] += w * v[r][e];
+        }
     }
 #pragma unroll
-    for (int j = 0; j < 8; j++)
-        if (j * 32 < hd) part[warp][j * 32 + lane] = acc[j];
+    for (int e = 0; e < E; e++) part[warp][lane * E + e] = acc[e];
     __syncthreads();
+    const float inv = 1.0f / sum;
     for (int i = threadIdx.x; i < hd; i += blockDim.x) {
         float o = 0.0f;
         for (int w = 0; w < warps; w++) o += part[w][i];
-        qh[i] = o * inv;
+        out[i] = o * inv;
     }
     __syncthreads();
-    const int qblocks = q_dim / QK, hb = hd / QK;
-    for (int b = warp; b < hb; b += warps)
-        quantize_block(qh[b * QK + lane], aq + ((size_t)t * qblocks + head * hb + b) * QK,
-                       as + (size_t)t * qblocks + head * hb + b);
+    const int qblocks = q_dim / QK;
+    for (int b = warp; b < E; b += warps)
+        quantize_block(out[b * QK + lane], aq + ((size_t)t * qblocks + head * E + b) * QK,
+                       as + (size_t)t * qblocks + head * E + b);
 }
+
+#define ATTENTION(E)                                                                              \
+    extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_##E(                     \
+        const float* qkv, const float* cache_k, const float* cache_v, const int* pos, int heads,  \
+        int kv_heads, float scale, int8_t* aq, float2* as) {                                      \
+        attention<E>(qkv, cache_k, cache_v, pos, heads, kv_heads, scale, aq, as);                 \
+    }
+ATTENTION(1)
+ATTENTION(2)
+ATTENTION(3)
+ATTENTION(4)
+ATTENTION(5)
+ATTENTION(6)
+ATTENTION(7)
+ATTENTION(8)

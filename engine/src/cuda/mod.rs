@@ -16,7 +16,9 @@
 //!   products as the CPU engine;
 //! - reads the position and token from device memory, so a sequence's
 //!   decode step is captured once into a CUDA graph and replayed: one
-//!   launch per token instead of 259 (an 8B llama).
+//!   launch per token instead of 259 (an 8B llama);
+//! - launches each kernel with programmatic dependent launch (sm_90), so
+//!   it loads its weights while the kernel before it finishes.
 //!
 //! The kernels are compiled ahead of time (`build.rs`, SASS for sm_80,
 //! sm_89 and sm_90). Models it does not take (other block formats, gate
