@@ -486,10 +486,8 @@ impl Engine {
                     let dst = unsafe {
                         std::slice::from_raw_parts_mut(o.at((t * heads + head) * hd), hd)
                     };
-                    dst.fill(0.0);
-                    for (p, s) in scores.iter().enumerate() {
-                        ops::axpy(*s, &v[p * kv_dim + kvh * hd..][..hd], dst);
-                    }
+                    let vrow = |p: usize| &v[p * kv_dim + kvh * hd..][..hd];
+                    ops::weighted_rows(&scores, vrow, dst);
                 }
             }
         });

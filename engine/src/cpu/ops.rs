@@ -20,6 +20,34 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// `out = Σ_p w[p] · row(p)`: the additions of `out.fill(0.0)` then
+/// [`axpy`] row after row, in the same order (so the same bits), with 64
+/// values of `out` held in registers across the rows instead of loaded
+/// and stored for every row.
+pub fn weighted_rows<'a>(w: &[f32], row: impl Fn(usize) -> &'a [f32], out: &mut [f32]) {
+    const B: usize = 64;
+    let n = out.len();
+    let mut start = 0;
+    while start + B <= n {
+        let mut acc = [0f32; B];
+        for (p, &s) in w.iter().enumerate() {
+            let r: &[f32; B] = row(p)[start..start + B].try_into().expect("B values");
+            for i in 0..B {
+                acc[i] += s * r[i];
+            }
+        }
+        out[start..start + B].copy_from_slice(&acc);
+        start += B;
+    }
+    if start < n {
+        let rest = &mut out[start..];
+        rest.fill(0.0);
+        for (p, &s) in w.iter().enumerate() {
+            axpy(s, &row(p)[start..n], rest);
+        }
+    }
+}
+
 /// out += w · x
 #[inline]
 pub fn axpy(w: f32, x: &[f32], out: &mut [f32]) {
@@ -97,6 +125,37 @@ mod tests {
         softmax(&mut x);
         assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(x[3] > 0.99);
+    }
+
+    /// Values with every bit of the mantissa in play, so that another
+    /// order of additions would show.
+    fn noise(n: usize, seed: u32) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(2654435761).max(1);
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x as f32 / u32::MAX as f32 - 0.5) * 3.7
+            })
+            .collect()
+    }
+
+    #[test]
+    fn weighted_rows_gives_axpy_s_bits() {
+        for width in [32, 48, 64, 80, 128, 200, 256] {
+            let w = noise(37, 2);
+            let v = noise(37 * width, 3);
+            let row = |p: usize| &v[p * width..(p + 1) * width];
+            let mut want = vec![0f32; width];
+            for (p, &s) in w.iter().enumerate() {
+                axpy(s, row(p), &mut want);
+            }
+            let mut got = vec![f32::NAN; width];
+            weighted_rows(&w, row, &mut got);
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "width {width}");
+        }
     }
 
     #[test]
