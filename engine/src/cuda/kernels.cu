@@ -517,6 +517,16 @@ __device__ __forceinline__ void load_floats(const float* __restrict__ p, float v
     }
 }
 
+// The ATT_ROWS cache rows from position p0 (those before `seen`), lane's
+// share of each: all loads issued before any value is used.
+template <int E>
+__device__ __forceinline__ void load_rows(const float* __restrict__ base, int p0, int seen,
+                                          int kv_dim, float rows[ATT_ROWS][E]) {
+#pragma unroll
+    for (int r = 0; r < ATT_ROWS; r++)
+        if (p0 + r < seen) load_floats<E>(base + (size_t)(p0 + r) * kv_dim, rows[r]);
+}
+
 template <int E>
 __device__ void attention(const float* __restrict__ qkv, const float* __restrict__ cache_k,
                           const float* __restrict__ cache_v, const int* __restrict__ pos,
@@ -552,9 +562,7 @@ __device__ void attention(const float* __restrict__ qkv, const float* __restrict
     // Scores.
     for (int p0 = warp * ATT_ROWS; p0 < seen; p0 += warps * ATT_ROWS) {
         float k[ATT_ROWS][E];
-#pragma unroll
-        for (int r = 0; r < ATT_ROWS; r++)
-            if (p0 + r < seen) load_floats<E>(kbase + (size_t)(p0 + r) * kv_dim, k[r]);
+        load_rows<E>(kbase, p0, seen, kv_dim, k);
 #pragma unroll
         for (int r = 0; r < ATT_ROWS; r++) {
             if (p0 + r >= seen) break;
@@ -584,9 +592,7 @@ __device__ void attention(const float* __restrict__ qkv, const float* __restrict
     for (int e = 0; e < E; e++) acc[e] = 0.0f;
     for (int p0 = warp * ATT_ROWS; p0 < seen; p0 += warps * ATT_ROWS) {
         float v[ATT_ROWS][E];
-#pragma unroll
-        for (int r = 0; r < ATT_ROWS; r++)
-            if (p0 + r < seen) load_floats<E>(vbase + (size_t)(p0 + r) * kv_dim, v[r]);
+        load_rows<E>(vbase, p0, seen, kv_dim, v);
 #pragma unroll
         for (int r = 0; r < ATT_ROWS; r++) {
             if (p0 + r >= seen) break;
