@@ -13,13 +13,16 @@
 # cocoon-guest.xz that `cargo xtask gpu-bench-prepare` packs; a
 # cuda-tests.xz beside it (engine/tests/cuda.rs, packed there too) runs
 # first, and a test that hangs stops the script; an init.xz beside it (the
-# images' /init) is checked and timed too. OUT receives log.txt and
-# raw.tgz, the JSON of every step (the device tool brings back few files).
+# images' /init) is checked and timed too. With BASE=an earlier
+# cocoon-guest.xz, that build is timed on the 8B shape as well, so that a
+# change to the kernels is measured against them in the same call. OUT
+# receives log.txt and raw.tgz, the JSON of every step (the device tool brings back few files).
 # Each step has its own time limit and the script goes on when one fails:
 # a failed step is a missing figure.
 set -u
 BIN=$(realpath "${1:?BIN}")
 OUT=$(mkdir -p "${2:?OUT}" && cd "$2" && pwd)
+BASE=${BASE:+$(realpath "$BASE")}
 HERE=$(cd "$(dirname "$0")" && pwd)
 W=/tmp/native
 RAW=$W/raw
@@ -115,6 +118,13 @@ if [ -x $W/init ]; then
   timeout 120 $W/init bench --pack $W/llama-3.1-8b.pack --device cuda --time-verify false \
     --prompt-tokens 128 --gen-tokens 64 --reps 3 > $RAW/init-llama-3.1-8b.json
   python3 "$HERE/summary.py" $RAW/init-llama-3.1-8b.json
+fi
+if [ -n "$BASE" ]; then
+  xz -dc "$BASE" > $W/base && chmod +x $W/base
+  say "the earlier build (BASE), native CUDA: llama-3.1-8b"
+  timeout 120 $W/base bench --pack $W/llama-3.1-8b.pack --device cuda --time-verify false \
+    --prompt-tokens 128 --gen-tokens 64 --reps 3 > $RAW/base-llama-3.1-8b.json
+  python3 "$HERE/summary.py" $RAW/base-llama-3.1-8b.json
 fi
 if [ "${WITH_CANDLE:-1}" = 1 ]; then
   say "candle's CUDA path: llama-3.1-8b"
