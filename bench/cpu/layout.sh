@@ -28,7 +28,8 @@ for round in $(seq "${5:-3}"); do
           --gen-tokens 64 --reps 3 --device cpu --time-verify false 2>/dev/null)
         echo "round $round $q t=$t ours interleave=$il decode $(field decode_tokens_per_s <<< "$out")prefill $(field prefill_tokens_per_s <<< "$out" | cut -d' ' -f1)"
       done
-      out=$($L -m $gguf -t $t -p 128 -n 64 -r 3 -o json 2>/dev/null)
+      # Decode after 128 positions (-d), where ours decodes.
+      out=$($L -m $gguf -t $t -p 128 -n 0 -r 3 -o json 2>/dev/null; $L -m $gguf -t $t -p 0 -n 64 -d 128 -r 3 -o json 2>/dev/null)
       echo "round $round $q t=$t llama.cpp prefill, decode $(grep -o '"avg_ts": [0-9.]*' <<< "$out" | cut -d: -f2 | tr '\n' ' ')"
     done
   done

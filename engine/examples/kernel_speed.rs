@@ -1,4 +1,6 @@
-//! Throughput of the dot kernels, cache-resident and streaming from memory.
+//! Throughput of the dot kernels, cache-resident and streaming from memory,
+//! for each kernel set this CPU has (AVX2, and AVX-512 VNNI where there is
+//! one: it takes the interleaved Q4 groups).
 //! `cargo run --release -p cocoon-engine --example kernel_speed`
 use std::time::Instant;
 
@@ -7,7 +9,10 @@ use cocoon_engine::cpu::simd::Kernels;
 use cocoon_engine::cpu::weights::QMatrix;
 
 fn main() {
-    let k = Kernels::detect();
+    let sets: Vec<Kernels> = Kernels::available()
+        .into_iter()
+        .filter(|&k| k != Kernels::Scalar)
+        .collect();
     let cols = 576;
     let blocks = cols / QK;
     let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
@@ -36,10 +41,11 @@ fn main() {
             // against one activation row (a decode step) and against two
             // (prefill and batched decode, the weights unpacked once), in
             // the GGUF's layout and interleaved by four (Q4).
-            for (acts, &(layout, m)) in [1, 2]
-                .into_iter()
-                .flat_map(|a| layouts.iter().map(move |l| (a, l)))
-            {
+            for (k, acts, &(layout, m)) in sets.iter().flat_map(|&k| {
+                [1, 2]
+                    .into_iter()
+                    .flat_map(move |a| layouts.iter().map(move |l| (k, a, l)))
+            }) {
                 let t = Instant::now();
                 let mut s = 0f32;
                 for _ in 0..reps {
@@ -59,7 +65,8 @@ fn main() {
                 let bytes = (rows * rb * reps) as f64;
                 let macs = (rows * cols * reps * acts) as f64;
                 println!(
-                    "{kind:?} {rows:>7} rows x {acts} act, {layout:>11}: {:.2} GB/s, {:.2} GMAC/s ({s:.1})",
+                    "{kind:?} {rows:>7} rows x {acts} act, {layout:>11}, {:>10}: {:.2} GB/s, {:.2} GMAC/s ({s:.1})",
+                    k.name(),
                     bytes / dt / 1e9,
                     macs / dt / 1e9
                 );

@@ -2,11 +2,14 @@
 //! GGUF, the same thread count and the same instruction set, in one run.
 //!
 //! llama.cpp is built from the sources vendored in the pinned
-//! `llama-cpp-python` sdist (fetched with pip, checked by sha256), with
-//! AVX2/FMA/F16C and no AVX-512, like our x86-64-v3 guest. Both sides run a
-//! prompt of `--prompt-tokens` and generate `--gen-tokens` tokens (the
-//! shapes of `llama-bench -p N -n M`); runs alternate so that a noisy
-//! neighbour hurts both. Our side is the image's own `/init` binary in host
+//! `llama-cpp-python` sdist (fetched with pip, checked by sha256), for this
+//! machine's CPU (`GGML_NATIVE`: AVX-512 and VNNI where it has them), as
+//! our engine picks this CPU's best kernels at run time (until 2026-11-27
+//! it was built with AVX2/FMA/F16C only, like the x86-64-v3 guest, when
+//! our engine had nothing better either). Both sides run a
+//! prompt of `--prompt-tokens` and generate `--gen-tokens` tokens after it
+//! (`llama-bench -p P -n 0`, then `-p 0 -n N -d P`: decode at the same
+//! depth); runs alternate so that a noisy neighbour hurts both. Our side is the image's own `/init` binary in host
 //! mode (`cocoon-guest bench`).
 
 use std::path::{Path, PathBuf};
@@ -61,26 +64,28 @@ pub fn llama_cpp_sdist(sh: &Shell) -> Result<PathBuf> {
     Ok(cache.put_file(&d.join(LLAMA_CPP_SDIST), &want, LLAMA_CPP_SDIST)?)
 }
 
-/// `llama-bench`, built once into target/cocoon/llama.cpp.
+/// `llama-bench`, built once for this CPU into target/cocoon/llama.cpp.
 fn llama_bench(sh: &Shell, root: &Path) -> Result<PathBuf> {
     let dir = root.join("target/cocoon/llama.cpp");
-    let bin = dir.join("build/bin/llama-bench");
+    let bin = dir.join("build-native/bin/llama-bench");
     if bin.is_file() {
         return Ok(bin);
     }
     let sdist = llama_cpp_sdist(sh)?;
     let step = Step::start("building llama.cpp (llama-bench) from the llama-cpp-python sdist");
     let src = dir.join("src");
-    std::fs::create_dir_all(&src)?;
+    if !src.join("CMakeLists.txt").is_file() {
+        std::fs::create_dir_all(&src)?;
+        cmd!(
+            sh,
+            "tar -xzf {sdist} -C {src} --strip-components=3 llama_cpp_python-0.3.36/vendor/llama.cpp"
+        )
+        .run()?;
+    }
+    let build = dir.join("build-native");
     cmd!(
         sh,
-        "tar -xzf {sdist} -C {src} --strip-components=3 llama_cpp_python-0.3.36/vendor/llama.cpp"
-    )
-    .run()?;
-    let build = dir.join("build");
-    cmd!(
-        sh,
-        "cmake -S {src} -B {build} -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF"
+        "cmake -S {src} -B {build} -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF"
     )
     .quiet()
     .ignore_stdout()
@@ -174,19 +179,30 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
                 load = out["load"].clone();
             }
         }
-        let theirs = run_json(
+        // Their prompt from an empty cache, and their decode after a cache
+        // of the prompt's length, where ours decodes: `-p P -n N` alone
+        // times generation from an empty cache, which skips the attention
+        // over P positions that every one of our decode steps pays (this
+        // command compared those two until 2026-11-27).
+        let prompt = run_json(
             Command::new(&bench)
                 .arg("-m")
                 .arg(&gguf)
-                .args(["-p", &p, "-n", &n, "-t", &t, "-r", "1", "-o", "json"]),
+                .args(["-p", &p, "-n", "0", "-t", &t, "-r", "1", "-o", "json"]),
         )?;
-        for test in theirs.as_array().into_iter().flatten() {
+        let decode = run_json(Command::new(&bench).arg("-m").arg(&gguf).args([
+            "-p", "0", "-n", &n, "-d", &p, "-t", &t, "-r", "1", "-o", "json",
+        ]))?;
+        let tests = |v: &Value| v.as_array().cloned().unwrap_or_default();
+        for test in tests(&prompt).into_iter().chain(tests(&decode)) {
             let ts = test["avg_ts"].as_f64().unwrap_or(0.0);
             if test["n_prompt"].as_u64() == Some(args.prompt_tokens as u64)
                 && test["n_gen"].as_u64() == Some(0)
             {
                 theirs_pp.push(ts);
-            } else if test["n_gen"].as_u64() == Some(args.gen_tokens as u64) {
+            } else if test["n_gen"].as_u64() == Some(args.gen_tokens as u64)
+                && test["n_depth"].as_u64() == Some(args.prompt_tokens as u64)
+            {
                 theirs_tg.push(ts);
             }
         }

@@ -353,8 +353,8 @@ fn quantize_rows(x: &[f32], act: &mut [ActBlock]) {
 
 impl Engine {
     /// `f(t, [rows[j] · act[t]])` for each of the `n` activation rows of
-    /// `blocks` blocks in `act`, two at a time: each weight block is
-    /// unpacked once per pair (prefill and batched decode).
+    /// `blocks` blocks in `act`, two (or four) at a time: each weight block
+    /// is unpacked once for them (prefill and batched decode).
     #[inline]
     fn dots(
         &self,
@@ -365,6 +365,18 @@ impl Engine {
     ) {
         let row = |t: usize| &act[t * blocks..(t + 1) * blocks];
         let mut t = 0;
+        // Four at a time where the kernel has the registers for it
+        // (AVX-512's 32): each weight block unpacked once for four rows.
+        #[cfg(target_arch = "x86_64")]
+        while self.kernels == Kernels::Avx512Vnni && t + 4 <= n {
+            let ys = self
+                .kernels
+                .dot4n(kind, rows, [row(t), row(t + 1), row(t + 2), row(t + 3)]);
+            for (i, y) in ys.into_iter().enumerate() {
+                f(t + i, y);
+            }
+            t += 4;
+        }
         while t + 2 <= n {
             let [y0, y1] = self.kernels.dot4n(kind, rows, [row(t), row(t + 1)]);
             f(t, y0);
@@ -478,9 +490,9 @@ impl Engine {
                     let qh = &q[(t * heads + head) * hd..][..hd];
                     let Cache { k, v, seen } = caches[t];
                     scores.clear();
-                    scores.extend(
-                        (0..seen).map(|p| ops::dot(qh, &k[p * kv_dim + kvh * hd..][..hd]) * scale),
-                    );
+                    scores.resize(seen, 0.0);
+                    let key = |p: usize| &k[p * kv_dim + kvh * hd..][..hd];
+                    super::scores::scores(self.kernels, qh, key, scale, &mut scores);
                     ops::softmax(&mut scores);
                     // SAFETY: this head of this token is this item's alone.
                     let dst = unsafe {

@@ -11,9 +11,10 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`quant`] | block formats, activation quantization, scalar dot products |
-//! | [`simd`] | the AVX2 dot products (checked against the scalar ones) |
+//! | [`simd`] | the AVX2 and AVX-512 VNNI dot products (checked against the scalar ones) |
 //! | [`pool`] | the thread team for the parallel sections of a step |
 //! | [`ops`] | norms, rotary positions, softmax, SwiGLU |
+//! | [`scores`] | attention scores, four key rows at a time |
 //! | [`weights`] | reading the GGUF into that layout |
 //! | [`forward`] | the forward pass and a sequence's KV cache |
 //!
@@ -26,6 +27,7 @@ pub mod forward;
 pub mod ops;
 pub mod pool;
 pub mod quant;
+pub mod scores;
 pub mod simd;
 pub mod weights;
 

@@ -10,10 +10,25 @@
 //! The calling thread is worker 0 and runs its share too. Work inside a
 //! section is handed out in small chunks ([`Chunks`]: each thread's own
 //! share first, then what the others left), and a worker joins a section
-//! only while it is open: once the caller has run
-//! out of chunks it closes the section and waits only for the workers that
-//! joined. A worker that the OS has descheduled (other jobs on the
-//! machine) therefore never holds up a step; the caller does its share.
+//! only while it is open: once the caller has run out of chunks it closes
+//! the section and waits only for the workers that joined. A worker that
+//! the OS has descheduled (other jobs on the machine) therefore never
+//! holds up a step; the caller does its share.
+//!
+//! Nothing in a section is a read-modify-write of a line that every
+//! thread shares. Each worker says "joined" and "done" on a cache line of
+//! its own, and the caller reads those lines. Until 2026-11-27 a worker
+//! joined with a compare-exchange on one shared word and finished with an
+//! add on another, so each section paid for two queues of one cache-line
+//! transfer per worker: 5.4 µs per empty section with 16 threads on a
+//! 16-core Xeon, about 0.8 ms of a 135M model's 150-section decode step.
+//!
+//! Joining without a shared counter is Dekker's handshake: a worker
+//! stores "joined generation g" to its line, then reads the section's
+//! state; the caller stores "g closed", then reads the worker's line. All
+//! four are sequentially consistent, so at least one side sees the other's
+//! store: either the caller sees the worker joined (and waits for it to be
+//! done) or the worker sees the section closed (and stays out).
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -23,25 +38,29 @@ use std::thread::JoinHandle;
 /// work between two sections of a step (tens of microseconds).
 const SPINS: u32 = 1 << 14;
 
-/// `state`: the section's generation in the high 32 bits, the closed flag
-/// in bit 31, the number of workers that joined below it.
-const CLOSED: u64 = 1 << 31;
-const JOINED: u64 = CLOSED - 1;
+/// `state` and each worker's `slot`: a section's generation shifted left
+/// by one, with this bit set once the section is closed (`state`) or the
+/// worker is done with it (`slot`).
+const FLAG: u64 = 1;
 
 type Job = dyn Fn(usize) + Sync;
 
 struct Shared {
+    /// The current section: `generation << 1`, `| FLAG` once closed.
     state: AtomicU64,
     /// The current section's job (a thin pointer to the fat reference on
-    /// `run`'s stack: a mutex here was contended by every worker at every
-    /// section); valid for the workers that joined the section.
+    /// `run`'s stack); valid for the workers that joined the section.
     job: AtomicPtr<&'static Job>,
-    /// Workers of the current section that are done.
-    finished: AtomicUsize,
+    /// Worker `i`'s line (index `i - 1`): `g << 1` once it joined section
+    /// `g`, `g << 1 | FLAG` once it is done with it (or stayed out).
+    slots: Box<[Slot]>,
     stop: AtomicBool,
     sleepers: Mutex<usize>,
     wake: Condvar,
 }
+
+#[repr(align(128))]
+struct Slot(AtomicU64);
 
 pub struct Pool {
     shared: Arc<Shared>,
@@ -63,9 +82,9 @@ impl Pool {
         let threads = threads.max(1);
         let shared = Arc::new(Shared {
             // Generation 0 closed: nothing to join before the first run.
-            state: AtomicU64::new(CLOSED),
+            state: AtomicU64::new(FLAG),
             job: AtomicPtr::new(std::ptr::null_mut()),
-            finished: AtomicUsize::new(0),
+            slots: (1..threads).map(|_| Slot(AtomicU64::new(FLAG))).collect(),
             stop: AtomicBool::new(false),
             sleepers: Mutex::new(0),
             wake: Condvar::new(),
@@ -102,29 +121,35 @@ impl Pool {
         }
         let _one = self.section.lock().unwrap_or_else(|p| p.into_inner());
         let sh = &self.shared;
-        // SAFETY: workers only call the job after joining the section (a
-        // CAS on `state`), and this function does not return (so `f`
-        // stays alive) before every worker that joined has finished.
+        // SAFETY: workers only call the job after joining the section (the
+        // handshake in the module's docs), and this function does not
+        // return (so `f` stays alive) before every worker that joined is
+        // done.
         let mut job: &'static Job =
             unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync + '_), &'static Job>(f) };
         sh.job.store(&mut job, Ordering::Relaxed);
-        sh.finished.store(0, Ordering::Relaxed);
-        let generation = (sh.state.load(Ordering::Relaxed) >> 32) + 1;
-        sh.state.store(generation << 32, Ordering::SeqCst);
+        let open = (sh.state.load(Ordering::Relaxed) | FLAG) + 1;
+        sh.state.store(open, Ordering::SeqCst);
         if *sh.sleepers.lock().unwrap_or_else(|p| p.into_inner()) > 0 {
             sh.wake.notify_all();
         }
         f(0);
-        let joined = (sh.state.fetch_or(CLOSED, Ordering::AcqRel) & JOINED) as usize;
-        let mut spins = 0u32;
-        while sh.finished.load(Ordering::Acquire) != joined {
-            spins = spins.wrapping_add(1);
-            // A joined worker is running our job; only if it was
-            // descheduled for long does yielding help it get a core.
-            if spins.is_multiple_of(1 << 16) {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
+        sh.state.store(open | FLAG, Ordering::SeqCst);
+        for slot in sh.slots.iter() {
+            if slot.0.load(Ordering::SeqCst) != open {
+                // Done, or never joined (and now never will).
+                continue;
+            }
+            let mut spins = 0u32;
+            while slot.0.load(Ordering::Acquire) == open {
+                spins = spins.wrapping_add(1);
+                // A joined worker is running our job; only if it was
+                // descheduled for long does yielding help it get a core.
+                if spins.is_multiple_of(1 << 16) {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
             }
         }
         sh.job.store(std::ptr::null_mut(), Ordering::Relaxed);
@@ -132,12 +157,21 @@ impl Pool {
 }
 
 fn worker(shared: &Shared, id: usize) {
-    let mut seen = 0u64;
+    let slot = &shared.slots[id - 1].0;
+    let mut seen = FLAG;
     loop {
         let mut spins = 0u32;
-        let state = loop {
+        // Wait for a section other than the last one seen, while it is
+        // open (a closed one is over for everyone who was not in it).
+        let open = loop {
             let s = shared.state.load(Ordering::Acquire);
-            if s >> 32 != seen || shared.stop.load(Ordering::Acquire) {
+            if shared.stop.load(Ordering::Acquire) {
+                return;
+            }
+            if s & FLAG != 0 {
+                // Closed: over, whether this worker was in it or not.
+                seen = s;
+            } else if s | FLAG != seen {
                 break s;
             }
             spins += 1;
@@ -149,7 +183,7 @@ fn worker(shared: &Shared, id: usize) {
             // that `run` takes before notifying, so no wake-up is lost).
             let mut sleepers = shared.sleepers.lock().unwrap_or_else(|p| p.into_inner());
             *sleepers += 1;
-            while shared.state.load(Ordering::Acquire) >> 32 == seen
+            while shared.state.load(Ordering::Acquire) | FLAG == seen
                 && !shared.stop.load(Ordering::Acquire)
             {
                 sleepers = shared
@@ -160,39 +194,28 @@ fn worker(shared: &Shared, id: usize) {
             *sleepers -= 1;
             spins = 0;
         };
-        if shared.stop.load(Ordering::Acquire) {
-            return;
+        seen = open | FLAG;
+        if join(slot, &shared.state, open) {
+            // SAFETY: joined (the caller saw it, or will, before it
+            // returns), and the state read in `join` acquired the caller's
+            // store that followed the `job` store: the pointer is this
+            // section's, alive until this worker says it is done.
+            let job = shared.job.load(Ordering::Relaxed);
+            if let Some(job) = unsafe { job.as_ref() } {
+                job(id);
+            }
         }
-        seen = state >> 32;
-        if !join(&shared.state, state) {
-            continue;
-        }
-        // SAFETY: having joined (the CAS above, which acquires the
-        // `state` store that followed the `job` store), the pointer is this
-        // section's, and `run` keeps it alive until this worker finishes.
-        let job = shared.job.load(Ordering::Relaxed);
-        if let Some(job) = unsafe { job.as_ref() } {
-            job(id);
-        }
-        shared.finished.fetch_add(1, Ordering::Release);
+        slot.store(open | FLAG, Ordering::Release);
     }
 }
 
-/// Counts this worker into the section it saw open in `seen`; false if
-/// that section has closed (or moved on) meanwhile. The other workers join
-/// at the same moment, so a failed exchange usually means only that one of
-/// them got in first: retry on what it left. (Giving up there, as this did
-/// until 2026-11-26, let only a few of 16 workers into each section: the
-/// rest had all read the same count.)
-fn join(state: &AtomicU64, seen: u64) -> bool {
-    let mut s = seen;
-    while s >> 32 == seen >> 32 && s & CLOSED == 0 {
-        match state.compare_exchange_weak(s, s + 1, Ordering::AcqRel, Ordering::Relaxed) {
-            Ok(_) => return true,
-            Err(now) => s = now,
-        }
-    }
-    false
+/// The worker's half of the handshake for the section `open`: says it
+/// joined, then looks whether the section is still open. False if the
+/// caller closed it (or moved on) first; the caller then did not see the
+/// "joined", so it is not waiting for this worker.
+fn join(slot: &AtomicU64, state: &AtomicU64, open: u64) -> bool {
+    slot.store(open, Ordering::SeqCst);
+    state.load(Ordering::SeqCst) == open
 }
 
 impl Drop for Pool {
@@ -319,20 +342,30 @@ mod tests {
     }
 
     #[test]
-    fn a_worker_joins_after_others_got_in_first_but_never_a_closed_section() {
-        let open = 7u64 << 32;
-        let state = AtomicU64::new(open + 3);
-        // Seen with no one in; three others joined since.
-        assert!(join(&state, open));
-        assert_eq!(state.load(Ordering::Relaxed), open + 4);
-        // The caller closed it meanwhile: stays out, changes nothing.
-        state.store(open + 4 + CLOSED, Ordering::Relaxed);
-        assert!(!join(&state, open));
-        assert_eq!(state.load(Ordering::Relaxed), open + 4 + CLOSED);
-        // The next section opened meanwhile: not the one seen.
-        state.store(8 << 32, Ordering::Relaxed);
-        assert!(!join(&state, open));
-        assert_eq!(state.load(Ordering::Relaxed), 8 << 32);
+    fn a_worker_joins_an_open_section_but_never_a_closed_one() {
+        let open = 7 << 1;
+        let (slot, state) = (AtomicU64::new(5 << 1 | FLAG), AtomicU64::new(open));
+        assert!(join(&slot, &state, open));
+        assert_eq!(slot.load(Ordering::Relaxed), open);
+        // The caller closed it meanwhile: the worker stays out.
+        state.store(open | FLAG, Ordering::Relaxed);
+        assert!(!join(&slot, &state, open));
+        // The next section opened meanwhile: not the one it saw.
+        state.store(8 << 1, Ordering::Relaxed);
+        assert!(!join(&slot, &state, open));
+    }
+
+    #[test]
+    fn workers_that_miss_sections_still_join_later_ones() {
+        // Sections far shorter than a wake-up: the workers (asleep at
+        // first) miss many of them, seeing them closed or not at all, and
+        // must still come into the next section that waits for them.
+        let pool = Pool::new(3);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        for _ in 0..10_000 {
+            pool.run(&|_| {});
+        }
+        assert_eq!(threads_in_a_section_held_open(&pool), 3);
     }
 
     #[test]
