@@ -8,12 +8,30 @@
 #   kernel_speed   target/release/examples/kernel_speed (the same command)
 #   llama-bench    the one `cargo xtask bench-inference` builds, with its
 #                  libssl.so.3, libcrypto.so.3 and libgomp.so.1 beside it
+#   llama.cpp.tar.xz  (optional) the sources `cargo xtask gpu-bench-prepare`
+#                  packs: if cmake is here, a llama-bench is built from them
+#                  for this machine's CPU (GGML_NATIVE, as our engine picks
+#                  this CPU's best kernels) and used instead of the carried
+#                  one, which was built for the machine that carried it
 # Results go to $OUT (one JSON per run); BENCHMARKS.md has the figures.
 cd "$(dirname "$0")"
 export LD_LIBRARY_PATH=$PWD
 nproc; lscpu | grep -E "Model name|Thread|Core|Socket|L3" | cut -c1-120
-grep -o -w 'avx512f\|sha_ni\|avx2' /proc/cpuinfo | sort | uniq -c
+grep -o -w 'avx512f\|avx512_vnni\|sha_ni\|avx2' /proc/cpuinfo | sort | uniq -c
 G=./cocoon-guest
+if [ -f llama.cpp.tar.xz ] && command -v cmake > /dev/null; then
+  mkdir -p llama-native/src
+  tar -xJf llama.cpp.tar.xz -C llama-native/src
+  if cmake -S llama-native/src -B llama-native/build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+      -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
+      -DBUILD_SHARED_LIBS=OFF > $OUT/llama-native-build.log 2>&1 \
+    && cmake --build llama-native/build -j "$(nproc)" --target llama-bench >> $OUT/llama-native-build.log 2>&1; then
+    cp llama-native/build/bin/llama-bench ./llama-bench
+    echo "llama-bench: built here for this CPU (GGML_NATIVE)"
+  else
+    echo "llama-bench: the native build failed (llama-native-build.log); using the carried one"
+  fi
+fi
 for spec in smollm2-135m:q4_1 smollm2-135m:q4_0 llama-3.2-1b:q4_1; do
   sh=${spec%:*}; q=${spec#*:}
   $G synth-gguf --shape $sh --quant $q --gguf $sh-$q.gguf --pack $sh-$q.pack > $OUT/synth-$sh-$q.json

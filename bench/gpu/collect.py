@@ -32,11 +32,17 @@ def med(xs):
 
 def llama(raw, shape):
     runs = load(raw, f"llama-{shape}.json") or []
-    pp = [r["avg_ts"] for r in runs if r.get("n_gen") == 0 and r.get("n_prompt")]
-    tg = [r["avg_ts"] for r in runs if r.get("n_gen")]
+    # Prefill from an empty cache; decode after the prompt's 128 positions
+    # (`-d 128`), where ours decodes. Logs from before 2026-11-27 have no
+    # depth: their decode is from an empty cache.
+    depth = lambda r: r.get("n_depth", 0)
+    pp = [r["avg_ts"] for r in runs if r.get("n_gen") == 0 and r.get("n_prompt") and depth(r) == 0]
+    tg = [r["avg_ts"] for r in runs if r.get("n_gen") and depth(r) == 128]
+    tg0 = [r["avg_ts"] for r in runs if r.get("n_gen") and depth(r) == 0]
     return {
         "prefill_tokens_per_s": pp[0] if pp else None,
         "decode_tokens_per_s": tg[0] if tg else None,
+        "decode_tokens_per_s_empty_cache": tg0[0] if tg0 else None,
         "build_commit": runs[0].get("build_commit") if runs else None,
         "gpu_info": runs[0].get("gpu_info") if runs else None,
     }

@@ -94,7 +94,7 @@ if [ -x $LB ]; then
     left=$((DEADLINE - ($(date +%s) - T0)))
     [ $left -gt 15 ] || break
     say "llama-bench $s"
-    timeout $((left - 5)) $LB -m $W/$s.gguf -ngl 99 -p 128 -n 64 -r 3 -o json > $W/raw/llama-$s.json
+    timeout $((left - 5)) $LB -m $W/$s.gguf -ngl 99 -p 128 -n 64 -d 0,128 -r 3 -o json > $W/raw/llama-$s.json
   done
   # Ours again on the 8B shape with the machine quiet (the figures above
   # ran while llama.cpp compiled), if time is left.
