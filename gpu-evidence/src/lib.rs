@@ -9,6 +9,9 @@
 //! - [`opaque`]: NVIDIA's opaque-data items in the response.
 //! - [`chain`]: the certificate chain up to the pinned NVIDIA root.
 //! - [`reference`]: reference values for the measurement blocks.
+//! - `rim` (feature `rim`, host side): NVIDIA's signed RIMs verified
+//!   (XML signature, Canonical XML 1.1, chain to a pinned root) and turned
+//!   into reference values.
 //! - [`version`]: driver versions and the minimum-version policy.
 //! - [`verify`] and [`verdict`]: the checks in order, and their outcome.
 //!
@@ -19,6 +22,8 @@
 pub mod chain;
 pub mod opaque;
 pub mod reference;
+#[cfg(feature = "rim")]
+pub mod rim;
 pub mod spdm;
 pub mod verdict;
 pub mod verify;

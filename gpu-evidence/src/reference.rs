@@ -3,10 +3,10 @@
 //! NVIDIA publishes the expected measurements of each driver and each VBIOS
 //! as a RIM (a signed SWID-tag XML document): one `Resource` element per
 //! measurement with a 0-based `index`, an `active` flag and one or more
-//! accepted digests (`Hash0`, `Hash1`, ...). Verifying a RIM means XML
-//! signature checking up to NVIDIA's RIM root, which this crate does not do;
-//! docs/gpu-attestation.md says how to turn RIMs that were verified with
-//! NVIDIA's tooling into this file. The file is JSON:
+//! accepted digests (`Hash0`, `Hash1`, ...). With the `rim` feature,
+//! `crate::rim` verifies RIMs (XML signature up to NVIDIA's RIM root) and
+//! `ReferenceValues::from_rims` turns a driver's and a VBIOS's into these
+//! values (docs/gpu-attestation.md). The file is JSON:
 //!
 //! ```json
 //! {

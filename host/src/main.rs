@@ -8,6 +8,7 @@
 mod accel;
 mod attest;
 mod boot;
+mod import_rims;
 mod preflight;
 mod qemu;
 mod qmp;
@@ -62,6 +63,13 @@ enum Command {
     /// measurement blocks only with --reference (without it the output says
     /// they were not compared). Exit 0 only if everything checked holds.
     VerifyGpuEvidence(verify_gpu::Args),
+    /// Verify NVIDIA's RIMs for a driver and a VBIOS and write them as reference values.
+    ///
+    /// Each RIM's XML signature (Canonical XML 1.1, ECDSA P-384) and its
+    /// certificate chain up to the RIM root given are checked; the active
+    /// measurements of both become a cocoon-gpu-reference-values/1 file for
+    /// `verify-gpu-evidence --reference`. Nothing is written unless both hold.
+    ImportRims(import_rims::Args),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +80,7 @@ fn main() -> ExitCode {
         Command::Preflight(args) => preflight::run(&args),
         Command::Attest(args) => attest::run(&args),
         Command::VerifyGpuEvidence(args) => verify_gpu::run(&args),
+        Command::ImportRims(args) => import_rims::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -34,9 +34,20 @@ pub struct Args {
     #[arg(long)]
     nonce: String,
     /// Reference values for the measurement blocks (JSON,
-    /// cocoon-gpu-reference-values/1; see docs/gpu-attestation.md).
-    #[arg(long)]
+    /// cocoon-gpu-reference-values/1; see docs/gpu-attestation.md;
+    /// `cocoon-host import-rims` writes one from NVIDIA's RIMs).
+    #[arg(long, conflicts_with_all = ["driver_rim", "vbios_rim"])]
     reference: Option<PathBuf>,
+    /// Or NVIDIA's RIMs themselves: the driver's (with --vbios-rim and
+    /// --rim-root), verified here, for the versions the report states.
+    #[arg(long, requires_all = ["vbios_rim", "rim_root"])]
+    driver_rim: Option<PathBuf>,
+    /// The VBIOS's RIM (with --driver-rim).
+    #[arg(long, requires_all = ["driver_rim", "rim_root"])]
+    vbios_rim: Option<PathBuf>,
+    /// NVIDIA's RIM root certificate (PEM) the RIMs' chains must lead to.
+    #[arg(long, requires = "driver_rim")]
+    rim_root: Option<PathBuf>,
     /// The oldest acceptable driver version.
     #[arg(long, default_value = DEFAULT_MIN_DRIVER)]
     min_driver: String,
@@ -70,25 +81,35 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("{}", args.report.display()))?;
     let certs = read_bounded(&args.certs, "certificate chain")?;
-    let reference = match &args.reference {
-        Some(path) => Some(
+    let trailing = if args.allow_trailing_zero {
+        Trailing::AllowOneZeroByte
+    } else {
+        Trailing::Reject
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the clock is before 1970")?;
+    let reference = match (
+        &args.reference,
+        &args.driver_rim,
+        &args.vbios_rim,
+        &args.rim_root,
+    ) {
+        (Some(path), ..) => Some(
             ReferenceValues::from_json(&read_bounded(path, "reference values")?)
                 .with_context(|| format!("{}", path.display()))?,
         ),
-        None => None,
+        (None, Some(driver), Some(vbios), Some(root)) => {
+            rim_reference(&report, trailing, driver, vbios, root, now)?
+        }
+        _ => None,
     };
     let policy = Policy {
         nonce,
         min_driver: Some(min_driver),
         reference,
-        trailing: if args.allow_trailing_zero {
-            Trailing::AllowOneZeroByte
-        } else {
-            Trailing::Reject
-        },
-        now: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .context("the clock is before 1970")?,
+        trailing,
+        now,
     };
     let verdict = gpu::verify(
         Evidence {
@@ -107,6 +128,34 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         None if !verdict.holds => bail!("the GPU evidence does not verify"),
         None => Ok(()),
     }
+}
+
+/// Reference values from the RIMs, verified, for the driver and VBIOS
+/// versions the report states (the signature over those comes after; a
+/// report that does not parse gets none, and fails on its own).
+fn rim_reference(
+    report: &[u8],
+    trailing: Trailing,
+    driver: &Path,
+    vbios: &Path,
+    root: &Path,
+    now: std::time::Duration,
+) -> anyhow::Result<Option<ReferenceValues>> {
+    let root = crate::import_rims::read_root(root)?;
+    let driver = crate::import_rims::read_rim(driver, &root, now)?;
+    let vbios = crate::import_rims::read_rim(vbios, &root, now)?;
+    let Ok(parsed) = gpu::parse_report(report, trailing) else {
+        return Ok(None);
+    };
+    let opaque = &parsed.response.opaque;
+    let refs = ReferenceValues::from_rims(
+        &driver,
+        &vbios,
+        opaque.driver_version(),
+        opaque.vbios_version(),
+        &root,
+    )?;
+    Ok(Some(refs))
 }
 
 /// The human-readable verdict: one line per check, then what the GPU said.

@@ -147,3 +147,91 @@ fn bad_nonce_argument_is_an_error() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("64 hex digits"));
 }
+
+fn rim(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../measurements/tests/data/rim")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The test RIMs (signed with xmlsec1 by a test PKI, their digests the
+/// real report's) straight on the command line, and through
+/// `import-rims` then `--reference`: the same 31 blocks match.
+#[test]
+fn rims_are_verified_and_compared() {
+    let (driver, vbios, root) = (rim("driver.swidtag"), rim("vbios.swidtag"), rim("root.pem"));
+    let o = hopper(&[
+        "--nonce",
+        NONCE,
+        "--driver-rim",
+        &driver,
+        "--vbios-rim",
+        &vbios,
+        "--rim-root",
+        &root,
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("31 block(s) match"), "{out}");
+    assert!(out.contains("measurements included"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let refs = dir.path().join("refs.json");
+    let import = |driver: &str, vbios: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cocoon-host"))
+            .args(["import-rims", "--driver-rim", driver, "--vbios-rim", vbios])
+            .args(["--rim-root", &root, "--out"])
+            .arg(&refs)
+            .output()
+            .unwrap()
+    };
+    let o = import(&driver, &vbios);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = hopper(&["--nonce", NONCE, "--reference", refs.to_str().unwrap()]);
+    assert!(text(&o).contains("31 block(s) match"), "{}", text(&o));
+
+    // The files swapped: refused, nothing written over the good file.
+    let before = std::fs::read(&refs).unwrap();
+    let o = import(&vbios, &driver);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not a driver version"), "{}", text(&o));
+    assert_eq!(std::fs::read(&refs).unwrap(), before);
+
+    // A RIM changed after signing, or another root: refused.
+    let tampered = dir.path().join("driver.swidtag");
+    let xml = std::fs::read_to_string(&driver).unwrap();
+    std::fs::write(
+        &tampered,
+        xml.replacen("active=\"False\"", "active=\"True\"", 1),
+    )
+    .unwrap();
+    let o = hopper(&[
+        "--nonce",
+        NONCE,
+        "--driver-rim",
+        tampered.to_str().unwrap(),
+        "--vbios-rim",
+        &vbios,
+        "--rim-root",
+        &root,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("changed after signing"), "{}", text(&o));
+    let nvidia = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../gpu-evidence/src/nvidia_device_root.pem");
+    let o = hopper(&[
+        "--nonce",
+        NONCE,
+        "--driver-rim",
+        &driver,
+        "--vbios-rim",
+        &vbios,
+        "--rim-root",
+        nvidia.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("certificate chain"), "{}", text(&o));
+}

@@ -58,6 +58,10 @@ const PACKAGES: &[(&str, Option<&str>, &str)] = &[
     ("minisign", None, "command -v minisign"),
     // `bench-inference` builds llama.cpp, the engine's peer, from source.
     ("cmake", None, "command -v cmake"),
+    // The RIM tests: the stock XML-signature and canonical-XML tools check
+    // our verifier and our canonical forms (measurements/tests/gpu_rim.rs).
+    ("xmlsec1", None, "command -v xmlsec1"),
+    ("libxml2-utils", None, "command -v xmllint"),
 ];
 
 const BACKPORTS_SOURCE: &str = "/etc/apt/sources.list.d/cocoon-backports.sources";
