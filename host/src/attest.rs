@@ -58,6 +58,11 @@ pub struct Args {
     /// by the host, and a GPU outside CC mode).
     #[arg(long)]
     require_gpu: bool,
+    /// Reference values the GPUs' measurement blocks must match
+    /// (cocoon-gpu-reference-values/1, e.g. from `cocoon-host
+    /// import-rims`); without it they are reported, not compared.
+    #[arg(long, value_name = "FILE")]
+    gpu_reference: Option<PathBuf>,
     /// The oldest NVIDIA driver accepted in GPU evidence.
     #[arg(long, value_name = "VERSION", default_value = cocoon_measurements::gpu::DEFAULT_MIN_DRIVER)]
     gpu_min_driver: String,
@@ -117,6 +122,17 @@ pub fn run(args: &Args) -> Result<()> {
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--gpu-min-driver: {e}"))?,
             root: None,
+            reference: match &args.gpu_reference {
+                None => None,
+                Some(path) => {
+                    let bytes = std::fs::read(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    Some(
+                        cocoon_measurements::gpu::ReferenceValues::from_json(&bytes)
+                            .with_context(|| format!("{}", path.display()))?,
+                    )
+                }
+            },
         },
         min_tcb: MinTcb::parse(&args.min_tcb).map_err(|e| anyhow::anyhow!("--min-tcb: {e}"))?,
     };
@@ -192,8 +208,16 @@ fn print_accepted(url: &str, a: &Attestation) {
                 );
                 for g in &r.gpus {
                     println!(
-                        "  GPU {}         NVIDIA, driver {}, VBIOS {}, {} measurement blocks (NOT compared with reference values)",
-                        g.index, g.driver_version, g.vbios_version, g.measurement_blocks
+                        "  GPU {}         NVIDIA, driver {}, VBIOS {}, {} measurement blocks ({})",
+                        g.index,
+                        g.driver_version,
+                        g.vbios_version,
+                        g.measurement_blocks,
+                        if g.measurements_compared {
+                            "matched the --gpu-reference values"
+                        } else {
+                            "NOT compared with reference values: no --gpu-reference"
+                        }
                     );
                     println!(
                         "                chain {} ← NVIDIA root; signed nonce {}… = hash of the TLS key",

@@ -308,3 +308,50 @@ fn the_driver_minimum_and_the_gpu_signature_are_enforced() {
         "{err}"
     );
 }
+
+/// Reference values from the test RIMs (tests/data/rim/: the real
+/// report's blocks, which the stand-in evidence carries): compared and
+/// matched; one block accepted only under another value: refused.
+#[test]
+fn gpu_measurements_are_compared_with_reference_values() {
+    use cocoon_measurements::gpu::chain::parse_pem_chain;
+    use cocoon_measurements::gpu::rim;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rim");
+    let read = |n: &str| std::fs::read(format!("{dir}/{n}")).unwrap();
+    let root = parse_pem_chain(&read("root.pem")).unwrap().remove(0);
+    let at = std::time::Duration::from_secs(1_811_808_000);
+    let driver = rim::verify(&read("driver.swidtag"), &root, at).unwrap();
+    let vbios = rim::verify(&read("vbios.swidtag"), &root, at).unwrap();
+    let refs =
+        gpu::ReferenceValues::from_rims(&driver, &vbios, "550.90.07", "96.00.9f.00.01", &root)
+            .unwrap();
+
+    let s = stand_in();
+    let c = cert(|spki| {
+        let g = vec![s.evidence(gpu_nonce(spki), |_| {})];
+        snp(spki, &g, g.clone())
+    });
+    let mut v = verifier(Some(&s), true);
+    v.policy.gpu.reference = Some(refs);
+    let Verdict::SevSnp(a) = v.verify_certificate(&c).unwrap() else {
+        panic!("not attested")
+    };
+    assert!(a.gpus[0].measurements_compared);
+
+    let mut other = driver.clone();
+    let m = other
+        .measurements
+        .iter_mut()
+        .find(|m| m.index == 25)
+        .unwrap();
+    m.values = vec![vec![0xcd; 48]];
+    v.policy.gpu.reference = Some(
+        gpu::ReferenceValues::from_rims(&other, &vbios, "550.90.07", "96.00.9f.00.01", &root)
+            .unwrap(),
+    );
+    let err = v.verify_certificate(&c).unwrap_err();
+    assert!(
+        matches!(&err, AttestError::GpuEvidence { index: 0, reason } if reason.contains("block 26")),
+        "{err}"
+    );
+}

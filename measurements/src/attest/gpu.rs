@@ -28,6 +28,10 @@ pub struct GpuPolicy {
     /// `None`: NVIDIA's pinned Device Identity CA. `Some` only for tests
     /// with a stand-in device PKI.
     pub root: Option<Certificate>,
+    /// Reference values every GPU's measurement blocks must match (from
+    /// NVIDIA's RIMs: `cocoon-host import-rims`); `None` leaves the
+    /// blocks uncompared, and the verdict says so.
+    pub reference: Option<gpu::ReferenceValues>,
 }
 
 impl Default for GpuPolicy {
@@ -38,6 +42,7 @@ impl Default for GpuPolicy {
                 .parse()
                 .expect("the built-in minimum driver parses"),
             root: None,
+            reference: None,
         }
     }
 }
@@ -53,7 +58,8 @@ pub struct GpuAttested {
     pub nonce: String,
     /// Subjects, leaf first, up to the root.
     pub certificate_chain: Vec<String>,
-    /// Always false for now: no reference values are applied here.
+    /// Whether the blocks were compared with the policy's reference values
+    /// (and so matched them).
     pub measurements_compared: bool,
 }
 
@@ -74,7 +80,7 @@ impl GpuPolicy {
         let policy = gpu::Policy {
             nonce,
             min_driver: Some(self.min_driver.clone()),
-            reference: None,
+            reference: self.reference.clone(),
             trailing: gpu::Trailing::Reject,
             now: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
