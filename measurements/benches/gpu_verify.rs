@@ -1,7 +1,9 @@
 //! Time to verify one NVIDIA H100 report and its certificate chain
 //! (`cargo bench -p cocoon-measurements --bench gpu_verify`): the whole
-//! `gpu::verify`, and its parts. A plain timing loop (no bench framework):
-//! median of the runs, after a warm-up.
+//! `gpu::verify`, and its parts; then a RIM (the test driver RIM: XML
+//! reading, Canonical XML 1.1, the signature and a 2-certificate chain) and
+//! the reference values from two. A plain timing loop (no bench
+//! framework): median of the runs, after a warm-up.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -95,4 +97,35 @@ fn main() {
     println!("  of which: the report's signature (1 ECDSA P-384 verification): {signature:?}");
     println!("  of which: parse the pinned root: {root_parse:?}");
     println!("  verify with an empty chain (fails at once): {no_chain:?}");
+
+    let rims = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rim");
+    let read = |n: &str| std::fs::read(format!("{rims}/{n}")).unwrap();
+    let (driver, vbios) = (read("driver.swidtag"), read("vbios.swidtag"));
+    let rim_root = chain::parse_pem_chain(&read("root.pem")).unwrap().remove(0);
+    let at = Duration::from_secs(1_811_808_000);
+    let text = std::str::from_utf8(&driver).unwrap();
+    let rim_parse = median(|| {
+        black_box(gpu::rim::xml::parse(black_box(text)).unwrap());
+    });
+    let doc = gpu::rim::xml::parse(text).unwrap();
+    let rim_c14n = median(|| {
+        black_box(gpu::rim::c14n::document_without(black_box(&doc), None).unwrap());
+    });
+    let rim_whole = median(|| {
+        black_box(gpu::rim::verify(black_box(&driver), &rim_root, at).unwrap());
+    });
+    let import = median(|| {
+        let d = gpu::rim::verify(&driver, &rim_root, at).unwrap();
+        let v = gpu::rim::verify(&vbios, &rim_root, at).unwrap();
+        black_box(
+            gpu::ReferenceValues::from_rims(&d, &v, &d.version, &v.version, &rim_root).unwrap(),
+        );
+    });
+    println!(
+        "  verify a RIM ({} bytes, 2-certificate chain): {rim_whole:?}",
+        driver.len()
+    );
+    println!("  of which: read its XML: {rim_parse:?}");
+    println!("  of which: its canonical form (whole document): {rim_c14n:?}");
+    println!("  import two RIMs into reference values: {import:?}");
 }
