@@ -24,21 +24,22 @@ fn main() {
         let row = |p: usize| &v[p * kv_dim + hd..][..hd];
         let w: Vec<f32> = (0..seen).map(|p| 1.0 / (p + 1) as f32).collect();
         let reps = 20_000_000 / (seen * hd);
-        let time = |f: &dyn Fn(&mut [f32])| {
-            let mut out = vec![0f32; hd];
+        // Microseconds per call of `f` on an output of `len`, and the output.
+        let time = |len: usize, f: &dyn Fn(&mut [f32])| {
+            let mut out = vec![0f32; len];
             let t = Instant::now();
             for _ in 0..reps {
                 f(black_box(&mut out));
             }
             (t.elapsed().as_secs_f64() / reps as f64 * 1e6, out)
         };
-        let (axpy, a) = time(&|out| {
+        let (axpy, a) = time(hd, &|out| {
             out.fill(0.0);
             for (p, &s) in w.iter().enumerate() {
                 ops::axpy(s, row(p), out);
             }
         });
-        let (rows, b) = time(&|out| ops::weighted_rows(&w, row, out));
+        let (rows, b) = time(hd, &|out| ops::weighted_rows(&w, row, out));
         assert!(a == b, "the same bits");
         println!(
             "head {hd}, {seen} positions: {axpy:.2} us row by row (axpy), {rows:.2} us weighted_rows ({:.2}x)",
@@ -47,20 +48,14 @@ fn main() {
         let q: Vec<f32> = (0..hd).map(|i| (i as f32 * 0.07).sin()).collect();
         let key = |p: usize| &v[p * kv_dim..][..hd];
         let kernels = Kernels::detect();
-        let time_scores = |f: &dyn Fn(&mut [f32])| {
-            let mut out = vec![0f32; seen];
-            let t = Instant::now();
-            for _ in 0..reps {
-                f(black_box(&mut out));
-            }
-            (t.elapsed().as_secs_f64() / reps as f64 * 1e6, out)
-        };
-        let (one, a) = time_scores(&|out| {
+        let (one, a) = time(seen, &|out| {
             for (p, o) in out.iter_mut().enumerate() {
                 *o = ops::dot(black_box(&q), key(p)) * 0.125;
             }
         });
-        let (four, b) = time_scores(&|out| scores::scores(kernels, black_box(&q), key, 0.125, out));
+        let (four, b) = time(seen, &|out| {
+            scores::scores(kernels, black_box(&q), key, 0.125, out)
+        });
         assert!(a == b, "the same bits");
         println!(
             "head {hd}, {seen} positions: scores {one:.2} us a row at a time (ops::dot), {four:.2} us four at a time ({}, {:.2}x)",

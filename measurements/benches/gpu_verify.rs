@@ -16,6 +16,10 @@ use cocoon_measurements::gpu::{
     self, Evidence, Policy, Trailing, chain, decode_hex_report, parse_report,
 };
 
+#[path = "../tests/support/test_rims.rs"]
+mod test_rims;
+use test_rims::{RIM_TIME, rim_root, rim_text};
+
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/nvidia");
 const RUNS: usize = 200;
 
@@ -98,12 +102,10 @@ fn main() {
     println!("  of which: parse the pinned root: {root_parse:?}");
     println!("  verify with an empty chain (fails at once): {no_chain:?}");
 
-    let rims = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rim");
-    let read = |n: &str| std::fs::read(format!("{rims}/{n}")).unwrap();
-    let (driver, vbios) = (read("driver.swidtag"), read("vbios.swidtag"));
-    let rim_root = chain::parse_pem_chain(&read("root.pem")).unwrap().remove(0);
-    let at = Duration::from_secs(1_811_808_000);
-    let text = std::str::from_utf8(&driver).unwrap();
+    let (driver, vbios) = (rim_text("driver.swidtag"), rim_text("vbios.swidtag"));
+    let (driver, vbios) = (driver.as_bytes(), vbios.as_bytes());
+    let (rim_root, at) = (rim_root(), RIM_TIME);
+    let text = std::str::from_utf8(driver).unwrap();
     let rim_parse = median(|| {
         black_box(gpu::rim::xml::parse(black_box(text)).unwrap());
     });
@@ -112,11 +114,11 @@ fn main() {
         black_box(gpu::rim::c14n::document_without(black_box(&doc), None).unwrap());
     });
     let rim_whole = median(|| {
-        black_box(gpu::rim::verify(black_box(&driver), &rim_root, at).unwrap());
+        black_box(gpu::rim::verify(black_box(driver), &rim_root, at).unwrap());
     });
     let import = median(|| {
-        let d = gpu::rim::verify(&driver, &rim_root, at).unwrap();
-        let v = gpu::rim::verify(&vbios, &rim_root, at).unwrap();
+        let d = gpu::rim::verify(driver, &rim_root, at).unwrap();
+        let v = gpu::rim::verify(vbios, &rim_root, at).unwrap();
         black_box(
             gpu::ReferenceValues::from_rims(&d, &v, &d.version, &v.version, &rim_root).unwrap(),
         );

@@ -22,6 +22,8 @@ use x509_cert::der::{Decode, EncodePem, pem::LineEnding};
 
 #[path = "support/test_ca.rs"]
 mod test_ca;
+#[path = "support/test_rims.rs"]
+mod test_rims;
 use test_ca::*;
 
 fn nvidia(name: &str) -> Vec<u8> {
@@ -314,17 +316,8 @@ fn the_driver_minimum_and_the_gpu_signature_are_enforced() {
 /// matched; one block accepted only under another value: refused.
 #[test]
 fn gpu_measurements_are_compared_with_reference_values() {
-    use cocoon_measurements::gpu::chain::parse_pem_chain;
-    use cocoon_measurements::gpu::rim;
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rim");
-    let read = |n: &str| std::fs::read(format!("{dir}/{n}")).unwrap();
-    let root = parse_pem_chain(&read("root.pem")).unwrap().remove(0);
-    let at = std::time::Duration::from_secs(1_811_808_000);
-    let driver = rim::verify(&read("driver.swidtag"), &root, at).unwrap();
-    let vbios = rim::verify(&read("vbios.swidtag"), &root, at).unwrap();
-    let refs =
-        gpu::ReferenceValues::from_rims(&driver, &vbios, "550.90.07", "96.00.9f.00.01", &root)
-            .unwrap();
+    let (driver, vbios) = test_rims::test_rims();
+    let refs = test_rims::reference(&driver, &vbios);
 
     let s = stand_in();
     let c = cert(|spki| {
@@ -345,10 +338,7 @@ fn gpu_measurements_are_compared_with_reference_values() {
         .find(|m| m.index == 25)
         .unwrap();
     m.values = vec![vec![0xcd; 48]];
-    v.policy.gpu.reference = Some(
-        gpu::ReferenceValues::from_rims(&other, &vbios, "550.90.07", "96.00.9f.00.01", &root)
-            .unwrap(),
-    );
+    v.policy.gpu.reference = Some(test_rims::reference(&other, &vbios));
     let err = v.verify_certificate(&c).unwrap_err();
     assert!(
         matches!(&err, AttestError::GpuEvidence { index: 0, reason } if reason.contains("block 26")),

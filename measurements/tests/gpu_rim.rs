@@ -12,26 +12,17 @@ use std::time::Duration;
 use cocoon_measurements::gpu::chain::{self, ChainError};
 use cocoon_measurements::gpu::rim::{self, Rim, RimError, RimMeasurement};
 use cocoon_measurements::gpu::{ReferenceValues, Trailing, decode_hex_report, parse_report};
-use x509_cert::Certificate;
 
-const RIM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rim");
+#[path = "support/test_rims.rs"]
+mod test_rims;
+use test_rims::{
+    DRIVER, RIM_DIR as RIM, RIM_TIME, VBIOS, reference, rim_root, rim_text, test_rims,
+};
+
 const NVIDIA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/nvidia");
-/// Within the test PKI's validity (made 2026-11-27: the signer for ten
-/// years, the CAs for twenty).
-const NOW: Duration = Duration::from_secs(1_811_808_000); // 2027-06-01
-
-fn text(name: &str) -> String {
-    std::fs::read_to_string(format!("{RIM}/{name}")).unwrap()
-}
-
-fn root() -> Certificate {
-    chain::parse_pem_chain(text("root.pem").as_bytes())
-        .unwrap()
-        .remove(0)
-}
 
 fn verify(xml: &str) -> Result<Rim, RimError> {
-    rim::verify(xml.as_bytes(), &root(), NOW)
+    rim::verify(xml.as_bytes(), &rim_root(), RIM_TIME)
 }
 
 fn tool(cmd: &mut Command) -> std::process::Output {
@@ -46,7 +37,7 @@ fn the_fixtures_verify_here_and_with_xmlsec1() {
         ("driver.swidtag", "550.90.07", 20),
         ("vbios.swidtag", "96.00.9F.00.01", 11),
     ] {
-        let r = verify(&text(name)).unwrap();
+        let r = verify(&rim_text(name)).unwrap();
         assert_eq!((r.name.as_str(), r.version.as_str()), ("GH100", version));
         assert_eq!(r.measurements.len(), 64);
         assert_eq!(r.measurements.iter().filter(|m| m.active).count(), active);
@@ -66,8 +57,8 @@ fn the_fixtures_verify_here_and_with_xmlsec1() {
 #[test]
 fn canonical_forms_match_xmllint() {
     let docs = [
-        text("driver.swidtag"),
-        text("vbios.swidtag"),
+        rim_text("driver.swidtag"),
+        rim_text("vbios.swidtag"),
         // Escapes, references, an empty element, attribute order, a
         // redundant and a changed namespace declaration, CDATA, CR LF.
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<a xmlns=\"urn:x\" xmlns:p=\"urn:p\" z=\"1\" p:b=\"&lt;&amp;&quot;&#9;&#10;\" a=\"x\ty\">\r\n  <b xmlns:p=\"urn:p\" xmlns:q=\"urn:q\" q:c=\"2\" p:c=\"3\">t &amp; &#x3C; &gt; ]]&gt;</b>\r\n  <c xmlns=\"\"/><![CDATA[<raw> & ]]><d>&#169;</d>\r\n</a>\r\n".into(),
@@ -86,13 +77,9 @@ fn canonical_forms_match_xmllint() {
 
 #[test]
 fn reference_values_from_the_rims_pass_on_the_real_report() {
-    let (driver, vbios) = (
-        verify(&text("driver.swidtag")).unwrap(),
-        verify(&text("vbios.swidtag")).unwrap(),
-    );
-    let refs = ReferenceValues::from_rims(&driver, &vbios, "550.90.07", "96.00.9f.00.01", &root())
-        .unwrap();
-    assert!(refs.source.contains(&rim::fingerprint(&root())));
+    let (driver, vbios) = test_rims();
+    let refs = reference(&driver, &vbios);
+    assert!(refs.source.contains(&rim::fingerprint(&rim_root())));
     // Through the file format and back: what `cocoon-host import-rims`
     // writes is what `verify-gpu-evidence --reference` reads.
     let refs = ReferenceValues::from_json(refs.to_json().as_bytes()).unwrap();
@@ -110,36 +97,30 @@ fn reference_values_from_the_rims_pass_on_the_real_report() {
         .find(|m| m.index == 25)
         .unwrap();
     m.values = vec![vec![0xcd; 48]];
-    let refs =
-        ReferenceValues::from_rims(&other, &vbios, "550.90.07", "96.00.9f.00.01", &root()).unwrap();
+    let refs = reference(&other, &vbios);
     assert!(refs.compare(&report).is_err());
 }
 
 #[test]
 fn rims_for_other_versions_or_overlapping_measurements_are_refused() {
-    let (driver, vbios) = (
-        verify(&text("driver.swidtag")).unwrap(),
-        verify(&text("vbios.swidtag")).unwrap(),
-    );
-    let r = root();
+    let (driver, vbios) = test_rims();
+    let r = rim_root();
     assert!(matches!(
-        ReferenceValues::from_rims(&driver, &vbios, "550.90.08", "96.00.9f.00.01", &r),
+        ReferenceValues::from_rims(&driver, &vbios, "550.90.08", VBIOS, &r),
         Err(RimError::Version {
             expected: "driver",
             ..
         })
     ));
     assert!(matches!(
-        ReferenceValues::from_rims(&driver, &vbios, "550.90.07", "96.00.9f.00.02", &r),
+        ReferenceValues::from_rims(&driver, &vbios, DRIVER, "96.00.9f.00.02", &r),
         Err(RimError::Version {
             expected: "VBIOS",
             ..
         })
     ));
     // Swapped files: the versions say which is which.
-    assert!(
-        ReferenceValues::from_rims(&vbios, &driver, "550.90.07", "96.00.9f.00.01", &r).is_err()
-    );
+    assert!(ReferenceValues::from_rims(&vbios, &driver, DRIVER, VBIOS, &r).is_err());
     let mut both = vbios.clone();
     both.measurements.push(RimMeasurement {
         index: 30,
@@ -147,7 +128,7 @@ fn rims_for_other_versions_or_overlapping_measurements_are_refused() {
         values: vec![vec![0; 48]],
     });
     assert_eq!(
-        ReferenceValues::from_rims(&driver, &both, "550.90.07", "96.00.9f.00.01", &r),
+        ReferenceValues::from_rims(&driver, &both, DRIVER, VBIOS, &r),
         Err(RimError::Conflict { index: 31 })
     );
 }
@@ -158,7 +139,7 @@ type Expect = fn(&RimError) -> bool;
 /// Each change to a signed RIM and the error it must give.
 #[test]
 fn every_change_to_a_signed_rim_is_caught() {
-    let good = text("driver.swidtag");
+    let good = rim_text("driver.swidtag");
     let value = |tag: &str| {
         let start = good.find(&format!("<ds:{tag}>")).unwrap() + tag.len() + 5;
         let end = good[start..].find('<').unwrap() + start;
@@ -279,7 +260,7 @@ fn every_change_to_a_signed_rim_is_caught() {
     // Another root, and times outside the chain's validity.
     let nvidia = chain::pinned_root().unwrap();
     assert!(matches!(
-        rim::verify(good.as_bytes(), &nvidia, NOW),
+        rim::verify(good.as_bytes(), &nvidia, RIM_TIME),
         Err(RimError::Chain(ChainError::UntrustedRoot { .. }))
     ));
     for when in [
@@ -287,12 +268,12 @@ fn every_change_to_a_signed_rim_is_caught() {
         Duration::from_secs(2_524_608_000),
     ] {
         assert!(matches!(
-            rim::verify(good.as_bytes(), &root(), when),
+            rim::verify(good.as_bytes(), &rim_root(), when),
             Err(RimError::Chain(ChainError::Validity { .. }))
         ));
     }
     assert!(matches!(
-        rim::verify(&vec![b' '; rim::MAX_RIM_LEN + 1], &root(), NOW),
+        rim::verify(&vec![b' '; rim::MAX_RIM_LEN + 1], &rim_root(), RIM_TIME),
         Err(RimError::TooLarge { .. })
     ));
 }

@@ -114,7 +114,7 @@ pub fn rope(head: &mut [f32], cos: &[f32], sin: &[f32], interleaved: bool) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -129,7 +129,7 @@ mod tests {
 
     /// Values with every bit of the mantissa in play, so that another
     /// order of additions would show.
-    fn noise(n: usize, seed: u32) -> Vec<f32> {
+    pub(crate) fn noise(n: usize, seed: u32) -> Vec<f32> {
         let mut x = seed.wrapping_mul(2654435761).max(1);
         (0..n)
             .map(|_| {

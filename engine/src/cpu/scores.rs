@@ -97,25 +97,15 @@ mod avx2 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ops::tests::noise;
     use super::*;
 
     #[test]
     fn same_bits_as_ops_dot() {
-        let mut x = 0x9e3779b9u32;
-        let mut noise = |n: usize| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    (x as f32 / u32::MAX as f32 - 0.5) * 5.3
-                })
-                .collect()
-        };
         for kernels in Kernels::available() {
             for (hd, seen) in [(64, 7), (128, 33), (32, 4), (256, 1), (80, 10), (20, 6)] {
                 let kv_dim = 3 * hd;
-                let (q, cache) = (noise(hd), noise(seen * kv_dim));
+                let (q, cache) = (noise(hd, 5), noise(seen * kv_dim, 7));
                 let key = |p: usize| &cache[p * kv_dim + hd..][..hd];
                 let mut got = vec![f32::NAN; seen];
                 scores(kernels, &q, key, 0.125, &mut got);

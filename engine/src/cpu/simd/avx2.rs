@@ -77,11 +77,7 @@ pub unsafe fn dot4_q4<const N: usize, const WITH_MIN: bool, const INTERLEAVED: b
         let (dm, packed) = unsafe {
             if INTERLEAVED {
                 let g = p[0].add(i * 4 * bb);
-                let dm = if WITH_MIN {
-                    _mm256_cvtph_ps(_mm_loadu_si128(g as *const __m128i))
-                } else {
-                    q4_0_dm(_mm_cvtph_ps(_mm_loadl_epi64(g as *const __m128i)))
-                };
+                let dm = group_scales::<WITH_MIN>(g);
                 let q = g.add(4 * hb) as *const __m256i;
                 (dm, [_mm256_loadu_si256(q), _mm256_loadu_si256(q.add(1))])
             } else {
@@ -105,10 +101,7 @@ pub unsafe fn dot4_q4<const N: usize, const WITH_MIN: bool, const INTERLEAVED: b
         for t in 0..N {
             // SAFETY: every activation row holds `blocks` blocks.
             let a = unsafe { acts[t].get_unchecked(i) };
-            // [d, s] of the activations in every pair of lanes
-            // (ActBlock starts with d, s).
-            let ds = unsafe { (a as *const ActBlock as *const i64).read_unaligned() };
-            let prod = _mm256_mul_ps(dm, _mm256_castsi256_ps(_mm256_set1_epi64x(ds)));
+            let prod = block_products(dm, a);
             offsets[t] = _mm256_add_ps(offsets[t], prod);
             let xq = a.qs.as_ptr() as *const __m128i;
             let x = unsafe {
@@ -142,11 +135,39 @@ pub unsafe fn dot4_q4<const N: usize, const WITH_MIN: bool, const INTERLEAVED: b
     })
 }
 
+/// The scales of one block of an interleaved group at `g`, as
+/// [d0, m0, d2, m2 | d1, m1, d3, m3] (Q4_0: m = -8d).
+///
+/// SAFETY: `g` points at a block of an interleaved group.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn group_scales<const WITH_MIN: bool>(g: *const u8) -> __m256 {
+    // SAFETY: a group block starts with its four rows' scales (8 or 16 bytes).
+    unsafe {
+        if WITH_MIN {
+            _mm256_cvtph_ps(_mm_loadu_si128(g as *const __m128i))
+        } else {
+            q4_0_dm(_mm_cvtph_ps(_mm_loadl_epi64(g as *const __m128i)))
+        }
+    }
+}
+
+/// The four rows' [d × d_act, m × s_act] for one activation block, laid
+/// out as `dm` is (`ActBlock` starts with d, s: read as one pair and
+/// broadcast to every pair of lanes).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn block_products(dm: __m256, a: &ActBlock) -> __m256 {
+    // SAFETY: an ActBlock starts with two f32s.
+    let ds = unsafe { (a as *const ActBlock as *const i64).read_unaligned() };
+    _mm256_mul_ps(dm, _mm256_castsi256_ps(_mm256_set1_epi64x(ds)))
+}
+
 /// [d0, -8d0, d2, -8d2 | d1, -8d1, d3, -8d3] from [d0, d2, d1, d3]:
 /// Q4_0's scales in the places Q4_1's (d, m) take.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn q4_0_dm(d: __m128) -> __m256 {
+fn q4_0_dm(d: __m128) -> __m256 {
     let m = _mm_mul_ps(d, _mm_set1_ps(-8.0));
     _mm256_set_m128(_mm_unpackhi_ps(d, m), _mm_unpacklo_ps(d, m))
 }

@@ -38,13 +38,12 @@ pub unsafe fn dot4_q4<const N: usize, const WITH_MIN: bool>(
         for k in 0..2 {
             _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * k) as *const i8);
         }
+        // SAFETY: block i lies inside the group (the caller's promise).
         let (dm, packed) = unsafe {
-            let dm = if WITH_MIN {
-                _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i))
-            } else {
-                avx2::q4_0_dm(_mm_cvtph_ps(_mm_loadl_epi64(b as *const __m128i)))
-            };
-            (dm, _mm512_loadu_si512(b.add(4 * hb) as *const __m512i))
+            (
+                avx2::group_scales::<WITH_MIN>(b),
+                _mm512_loadu_si512(b.add(4 * hb) as *const __m512i),
+            )
         };
         let w = [
             _mm512_and_si512(packed, low),
@@ -53,8 +52,7 @@ pub unsafe fn dot4_q4<const N: usize, const WITH_MIN: bool>(
         for t in 0..N {
             // SAFETY: every activation row holds `blocks` blocks.
             let a = unsafe { acts[t].get_unchecked(i) };
-            let ds = unsafe { (a as *const ActBlock as *const i64).read_unaligned() };
-            let prod = _mm256_mul_ps(dm, _mm256_castsi256_ps(_mm256_set1_epi64x(ds)));
+            let prod = avx2::block_products(dm, a);
             offsets[t] = _mm256_add_ps(offsets[t], prod);
             let xq = a.qs.as_ptr() as *const __m128i;
             let x = unsafe {
