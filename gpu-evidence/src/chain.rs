@@ -26,13 +26,14 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
 use p384::ecdsa::signature::hazmat::PrehashVerifier;
 use p384::ecdsa::{Signature, VerifyingKey};
 use sha2::{Digest, Sha384};
 use thiserror::Error;
 use x509_cert::Certificate;
 use x509_cert::der::asn1::ObjectIdentifier;
-use x509_cert::der::{Decode, DecodePem, Encode};
+use x509_cert::der::{Decode, Encode};
 use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
 
 /// The NVIDIA Device Identity CA, as published by NVIDIA (PEM). Its SHA-256
@@ -153,8 +154,11 @@ pub fn parse_pem_chain(pem: &[u8]) -> Result<Vec<Certificate>, ChainError> {
             max: MAX_CHAIN_PEM_LEN,
         });
     }
-    // x509-cert's own `load_pem_chain` panics on empty input, so the
-    // blocks are split here: only whitespace may lie between them.
+    // x509-cert's own `load_pem_chain` panics on empty input, and der's
+    // PEM reader loops forever on some malformed blocks (found by the
+    // `gpu_cert_chain` fuzz target, 2026-11-27): so the blocks are split
+    // and their base64 decoded here, and only DER reaches x509-cert. Only
+    // whitespace may lie between blocks.
     const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
     const END: &[u8] = b"-----END CERTIFICATE-----";
     let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
@@ -177,7 +181,9 @@ pub fn parse_pem_chain(pem: &[u8]) -> Result<Vec<Certificate>, ChainError> {
         if certs.len() == MAX_CHAIN_LEN {
             return Err(ChainError::TooLong(certs.len() + 1));
         }
-        let cert = Certificate::from_pem(&rest[begin..end])
+        let der = pem_body(&rest[begin + BEGIN.len()..end - END.len()])
+            .map_err(|e| ChainError::Pem(format!("certificate {}: {e}", certs.len())))?;
+        let cert = Certificate::from_der(&der)
             .map_err(|e| ChainError::Pem(format!("certificate {}: {e}", certs.len())))?;
         certs.push(cert);
         rest = &rest[end..];
@@ -186,6 +192,22 @@ pub fn parse_pem_chain(pem: &[u8]) -> Result<Vec<Certificate>, ChainError> {
         return Err(ChainError::Empty);
     }
     Ok(certs)
+}
+
+/// The DER inside one PEM block (between its BEGIN and END lines):
+/// base64 with line breaks, nothing else (no RFC 1421 headers).
+fn pem_body(body: &[u8]) -> Result<Vec<u8>, String> {
+    let mut text = Vec::with_capacity(body.len());
+    for &c in body {
+        match c {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=' => text.push(c),
+            c if c.is_ascii_whitespace() => {}
+            _ => return Err("a character outside base64 in the block".into()),
+        }
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(&text)
+        .map_err(|e| format!("not base64: {e}"))
 }
 
 /// Verify `chain` (leaf first) up to `root`, at `now` (since the Unix epoch).
@@ -397,4 +419,44 @@ fn check_validity(index: usize, c: &Certificate, now: Duration) -> Result<(), Ch
         return Err(fail(format!("expired {}", v.not_after)));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_blocks_are_decoded_here_and_refused_when_not_plain_base64() {
+        let root = parse_pem_chain(NVIDIA_DEVICE_ROOT_PEM).unwrap();
+        assert_eq!(root.len(), 1);
+        let text = std::str::from_utf8(NVIDIA_DEVICE_ROOT_PEM).unwrap();
+        let with = |from: &str, to: &str| parse_pem_chain(text.replacen(from, to, 1).as_bytes());
+        // An RFC 1421 header, a stray character, a cut-short body.
+        let header = "-----BEGIN CERTIFICATE-----\nProc-Type: 4,ENCRYPTED\n";
+        assert!(matches!(
+            with("-----BEGIN CERTIFICATE-----\n", header),
+            Err(ChainError::Pem(_))
+        ));
+        assert!(matches!(
+            with("\n-----END", "!\n-----END"),
+            Err(ChainError::Pem(_))
+        ));
+        let body_start = text.find('\n').unwrap() + 1;
+        let cut = format!(
+            "{}{}",
+            &text[..body_start + 10],
+            &text[text.find("-----END").unwrap()..]
+        );
+        assert!(matches!(
+            parse_pem_chain(cut.as_bytes()),
+            Err(ChainError::Pem(_))
+        ));
+        // Empty, and a BEGIN line inside a block.
+        assert!(matches!(parse_pem_chain(b""), Err(ChainError::Empty)));
+        let nested = format!("-----BEGIN CERTIFICATE-----\n{text}");
+        assert!(matches!(
+            parse_pem_chain(nested.as_bytes()),
+            Err(ChainError::Pem(_))
+        ));
+    }
 }
