@@ -174,14 +174,17 @@ pub fn parse_pem_chain(pem: &[u8]) -> Result<Vec<Certificate>, ChainError> {
         if !rest[..begin].iter().all(u8::is_ascii_whitespace) {
             return Err(ChainError::Pem("text outside a CERTIFICATE block".into()));
         }
-        let end = find(&rest[begin..], END)
+        // The END line is looked for after the whole BEGIN line: the two
+        // may not share their dashes (a fuzzed input did, 2026-11-27).
+        let body = begin + BEGIN.len();
+        let end = find(&rest[body..], END)
             .ok_or_else(|| ChainError::Pem("a CERTIFICATE block has no END line".into()))?
-            + begin
+            + body
             + END.len();
         if certs.len() == MAX_CHAIN_LEN {
             return Err(ChainError::TooLong(certs.len() + 1));
         }
-        let der = pem_body(&rest[begin + BEGIN.len()..end - END.len()])
+        let der = pem_body(&rest[body..end - END.len()])
             .map_err(|e| ChainError::Pem(format!("certificate {}: {e}", certs.len())))?;
         let cert = Certificate::from_der(&der)
             .map_err(|e| ChainError::Pem(format!("certificate {}: {e}", certs.len())))?;
@@ -456,6 +459,12 @@ mod tests {
         let nested = format!("-----BEGIN CERTIFICATE-----\n{text}");
         assert!(matches!(
             parse_pem_chain(nested.as_bytes()),
+            Err(ChainError::Pem(_))
+        ));
+        // BEGIN and END sharing their dashes (the fuzzer's find).
+        let shared = format!("{text}-----BEGIN CERTIFICATE--------END CERTIFICATE-----\n");
+        assert!(matches!(
+            parse_pem_chain(shared.as_bytes()),
             Err(ChainError::Pem(_))
         ));
     }
