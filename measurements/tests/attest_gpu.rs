@@ -331,13 +331,7 @@ fn gpu_measurements_are_compared_with_reference_values() {
     };
     assert!(a.gpus[0].measurements_compared);
 
-    let mut other = driver.clone();
-    let m = other
-        .measurements
-        .iter_mut()
-        .find(|m| m.index == 25)
-        .unwrap();
-    m.values = vec![vec![0xcd; 48]];
+    let other = test_rims::with_block_26_changed(&driver);
     v.policy.gpu.reference = Some(test_rims::reference(&other, &vbios));
     let err = v.verify_certificate(&c).unwrap_err();
     assert!(

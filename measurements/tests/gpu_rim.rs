@@ -90,13 +90,7 @@ fn reference_values_from_the_rims_pass_on_the_real_report() {
     assert_eq!(cmp.matched, (2..=12).chain(22..=41).collect::<Vec<u8>>());
 
     // A measurement the RIM accepts only under another value fails.
-    let mut other = driver.clone();
-    let m = other
-        .measurements
-        .iter_mut()
-        .find(|m| m.index == 25)
-        .unwrap();
-    m.values = vec![vec![0xcd; 48]];
+    let other = test_rims::with_block_26_changed(&driver);
     let refs = reference(&other, &vbios);
     assert!(refs.compare(&report).is_err());
 }

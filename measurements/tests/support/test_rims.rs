@@ -40,3 +40,16 @@ pub fn test_rims() -> (Rim, Rim) {
 pub fn reference(driver: &Rim, vbios: &Rim) -> ReferenceValues {
     ReferenceValues::from_rims(driver, vbios, DRIVER, VBIOS, &rim_root()).unwrap()
 }
+
+/// `driver` with RIM measurement 25 (SPDM block 26) accepting only a value
+/// the real report does not have: reference values from it must fail.
+pub fn with_block_26_changed(driver: &Rim) -> Rim {
+    let mut other = driver.clone();
+    let m = other
+        .measurements
+        .iter_mut()
+        .find(|m| m.index == 25)
+        .unwrap();
+    m.values = vec![vec![0xcd; 48]];
+    other
+}
