@@ -1,30 +1,38 @@
-//! One core's attention for one head, its two halves as `cpu::forward`
-//! runs them, each against what it replaced (the same bits):
-//! - the scores, four key rows at a time (`cpu::scores`), against
-//!   `ops::dot` for one row after another;
-//! - the weighted sum of value rows (`ops::weighted_rows`: the head's
-//!   output held in registers across the rows), against the row-at-a-time
-//!   `ops::axpy` (the output loaded and stored for every row).
+//! One core's attention for the query heads of one KV head, hot in cache:
+//! the heads one at a time, as `cpu::forward` ran them before 2026-11-28,
+//! against all of them in one call (`cpu::attention`), which loads each
+//! key and value row once for the group (the same bits). Also the two
+//! halves alone.
 //!
 //!   cargo run --release -p cocoon-engine --example attention_speed
 
 use std::hint::black_box;
 use std::time::Instant;
 
+use cocoon_engine::cpu::attention::{KvHead, scores, values};
 use cocoon_engine::cpu::simd::Kernels;
-use cocoon_engine::cpu::{ops, scores};
 
 fn main() {
-    for (hd, seen) in [(64, 192), (64, 1024), (128, 192), (128, 1024)] {
+    let kernels = Kernels::detect();
+    println!("kernels: {}", kernels.name());
+    for (hd, seen, group) in [(64, 160, 3), (64, 1024, 3), (128, 160, 4), (128, 1024, 4)] {
         // Three KV heads, this one the second: rows apart as in the cache.
         let kv_dim = 3 * hd;
-        let v: Vec<f32> = (0..seen * kv_dim)
+        let kv: Vec<f32> = (0..seen * kv_dim)
             .map(|i| (i as f32 * 0.011).cos())
             .collect();
-        let row = |p: usize| &v[p * kv_dim + hd..][..hd];
-        let w: Vec<f32> = (0..seen).map(|p| 1.0 / (p + 1) as f32).collect();
-        let reps = 20_000_000 / (seen * hd);
-        // Microseconds per call of `f` on an output of `len`, and the output.
+        let row = |p: usize| &kv[p * kv_dim + hd..][..hd];
+        let qs: Vec<f32> = (0..group * hd).map(|i| (i as f32 * 0.07).sin()).collect();
+        let w: Vec<f32> = (0..group * seen)
+            .map(|p| 1.0 / (p % seen + 1) as f32)
+            .collect();
+        let head = KvHead {
+            key: row,
+            value: row,
+            scale: 0.125,
+        };
+        let reps = 20_000_000 / (seen * hd * group);
+        // Microseconds per call of `f`, and its output.
         let time = |len: usize, f: &dyn Fn(&mut [f32])| {
             let mut out = vec![0f32; len];
             let t = Instant::now();
@@ -33,34 +41,56 @@ fn main() {
             }
             (t.elapsed().as_secs_f64() / reps as f64 * 1e6, out)
         };
-        let (axpy, a) = time(hd, &|out| {
-            out.fill(0.0);
-            for (p, &s) in w.iter().enumerate() {
-                ops::axpy(s, row(p), out);
+        let q = |h: usize| &qs[h * hd..][..hd];
+        let line = |what: &str, (one, a): (f64, Vec<f32>), (all, b): (f64, Vec<f32>)| {
+            assert!(a == b, "the same bits");
+            println!(
+                "head {hd}, {seen} positions, {group} heads: {what} {one:.2} us a head at a time, {all:.2} us together ({:.2}x)",
+                one / all
+            );
+        };
+        let alone = time(group * seen, &|out| {
+            for (h, o) in out.chunks_exact_mut(seen).enumerate() {
+                scores::scores(kernels, [black_box(q(h))], row, 0.125, o);
             }
         });
-        let (rows, b) = time(hd, &|out| ops::weighted_rows(&w, row, out));
-        assert!(a == b, "the same bits");
-        println!(
-            "head {hd}, {seen} positions: {axpy:.2} us row by row (axpy), {rows:.2} us weighted_rows ({:.2}x)",
-            axpy / rows
-        );
-        let q: Vec<f32> = (0..hd).map(|i| (i as f32 * 0.07).sin()).collect();
-        let key = |p: usize| &v[p * kv_dim..][..hd];
-        let kernels = Kernels::detect();
-        let (one, a) = time(seen, &|out| {
-            for (p, o) in out.iter_mut().enumerate() {
-                *o = ops::dot(black_box(&q), key(p)) * 0.125;
+        let together = time(group * seen, &|out| match group {
+            3 => scores::scores(kernels, [q(0), q(1), q(2)], row, 0.125, out),
+            _ => scores::scores(kernels, [q(0), q(1), q(2), q(3)], row, 0.125, out),
+        });
+        line("scores", alone, together);
+        let alone = time(group * hd, &|out| {
+            for (h, o) in out.chunks_exact_mut(hd).enumerate() {
+                values::weighted::<1>(kernels, black_box(&w[h * seen..][..seen]), row, o);
             }
         });
-        let (four, b) = time(seen, &|out| {
-            scores::scores(kernels, black_box(&q), key, 0.125, out)
+        let together = time(group * hd, &|out| match group {
+            3 => values::weighted::<3>(kernels, black_box(&w), row, out),
+            _ => values::weighted::<4>(kernels, black_box(&w), row, out),
         });
-        assert!(a == b, "the same bits");
-        println!(
-            "head {hd}, {seen} positions: scores {one:.2} us a row at a time (ops::dot), {four:.2} us four at a time ({}, {:.2}x)",
-            kernels.name(),
-            one / four
-        );
+        line("values", alone, together);
+        let mut scratch = Vec::new();
+        let scratch = std::cell::RefCell::new(&mut scratch);
+        let alone = time(group * hd, &|out| {
+            for (h, o) in out.chunks_exact_mut(hd).enumerate() {
+                head.attend(
+                    kernels,
+                    (black_box(q(h)), hd),
+                    seen,
+                    &mut scratch.borrow_mut(),
+                    o,
+                );
+            }
+        });
+        let together = time(group * hd, &|out| {
+            head.attend(
+                kernels,
+                (black_box(&qs), hd),
+                seen,
+                &mut scratch.borrow_mut(),
+                out,
+            );
+        });
+        line("attention", alone, together);
     }
 }

@@ -11,6 +11,8 @@
 use std::sync::Arc;
 use std::sync::Mutex;
 
+use super::attention::{Item, Items, KvHead};
+use super::cache::Rows;
 use super::ops;
 use super::pool::{Chunks, Pool};
 use super::quant::{ActBlock, QK, WeightKind, quantize_act};
@@ -107,18 +109,19 @@ const GROUP: usize = 4;
 pub struct Sequence {
     engine: Arc<Engine>,
     /// Per layer: `len` rows of kv_heads × head_dim (post-rotary keys).
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    k: Vec<Rows>,
+    v: Vec<Rows>,
     len: usize,
 }
 
 impl Sequence {
     pub fn new(engine: Arc<Engine>) -> Sequence {
-        let layers = engine.weights.cfg.layers;
+        let c = &engine.weights.cfg;
+        let rows = vec![Rows::new(c.kv_heads, c.head_dim); c.layers];
         Sequence {
+            k: rows.clone(),
+            v: rows,
             engine,
-            k: vec![Vec::new(); layers],
-            v: vec![Vec::new(); layers],
             len: 0,
         }
     }
@@ -131,7 +134,7 @@ impl Sequence {
         self.k
             .iter_mut()
             .chain(self.v.iter_mut())
-            .for_each(Vec::clear);
+            .for_each(Rows::clear);
         self.len = 0;
     }
 
@@ -275,8 +278,8 @@ impl Engine {
             }
             for (t, row) in rows.iter().enumerate() {
                 let seq = &mut seqs[row.seq];
-                seq.k[li].extend_from_slice(&k[t * kv_dim..(t + 1) * kv_dim]);
-                seq.v[li].extend_from_slice(&v[t * kv_dim..(t + 1) * kv_dim]);
+                seq.k[li].push(&k[t * kv_dim..(t + 1) * kv_dim]);
+                seq.v[li].push(&v[t * kv_dim..(t + 1) * kv_dim]);
             }
             let caches: Vec<Cache> = rows
                 .iter()
@@ -336,8 +339,8 @@ impl Engine {
 /// up to and including its own position.
 #[derive(Clone, Copy)]
 struct Cache<'a> {
-    k: &'a [f32],
-    v: &'a [f32],
+    k: &'a Rows,
+    v: &'a Rows,
     seen: usize,
 }
 
@@ -464,42 +467,45 @@ impl Engine {
         });
     }
 
-    /// Causal attention of each row's queries over its own cache, one
-    /// (row, head) pair per work item.
+    /// Causal attention of each row's queries over its own cache, a KV
+    /// group's query heads per work item ([`Items`]).
     fn attention(&self, q: &[f32], caches: &[Cache], out: &mut [f32]) {
         let c = &self.weights.cfg;
         let (hd, heads) = (c.head_dim, c.heads);
-        let kv_dim = c.kv_heads * hd;
-        let group = heads / c.kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
         let n = caches.len();
         assert!(q.len() >= n * heads * hd && out.len() >= n * heads * hd);
         for cache in caches {
-            assert!(cache.k.len() >= cache.seen * kv_dim && cache.v.len() >= cache.seen * kv_dim);
+            assert!(cache.k.len() >= cache.seen && cache.v.len() >= cache.seen);
         }
+        let threads = self.pool.threads();
+        let items = Items::new(heads, c.kv_heads, n, threads);
         let o = Out(out.as_mut_ptr());
-        let chunks = Chunks::new(n * heads, 1, self.pool.threads());
+        let chunks = Chunks::new(items.count(n), 1, threads);
         self.pool.run(&|thread| {
             let mut scores = self.scratch[thread]
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             while let Some(range) = chunks.take(thread) {
-                for item in range {
-                    let (t, head) = (item / heads, item % heads);
-                    let kvh = head / group;
-                    let qh = &q[(t * heads + head) * hd..][..hd];
+                for i in range {
+                    let Item {
+                        row: t,
+                        kv_head: kvh,
+                        first,
+                        count,
+                    } = items.item(i);
                     let Cache { k, v, seen } = caches[t];
-                    scores.clear();
-                    scores.resize(seen, 0.0);
-                    let key = |p: usize| &k[p * kv_dim + kvh * hd..][..hd];
-                    super::scores::scores(self.kernels, qh, key, scale, &mut scores);
-                    ops::softmax(&mut scores);
-                    // SAFETY: this head of this token is this item's alone.
+                    let qs = &q[(t * heads + first) * hd..][..count * hd];
+                    // SAFETY: these heads of this token are this item's alone.
                     let dst = unsafe {
-                        std::slice::from_raw_parts_mut(o.at((t * heads + head) * hd), hd)
+                        std::slice::from_raw_parts_mut(o.at((t * heads + first) * hd), count * hd)
                     };
-                    let vrow = |p: usize| &v[p * kv_dim + kvh * hd..][..hd];
-                    ops::weighted_rows(&scores, vrow, dst);
+                    let head = KvHead {
+                        key: |p: usize| k.row(p, kvh),
+                        value: |p: usize| v.row(p, kvh),
+                        scale,
+                    };
+                    head.attend(self.kernels, (qs, hd), seen, &mut scores, dst);
                 }
             }
         });

@@ -14,20 +14,22 @@
 //! | [`simd`] | the AVX2 and AVX-512 VNNI dot products (checked against the scalar ones) |
 //! | [`pool`] | the thread team for the parallel sections of a step |
 //! | [`ops`] | norms, rotary positions, softmax, SwiGLU |
-//! | [`scores`] | attention scores, four key rows at a time |
+//! | [`attention`] | one row's attention for the query heads that share a KV head |
 //! | [`weights`] | reading the GGUF into that layout |
-//! | [`forward`] | the forward pass and a sequence's KV cache |
+//! | [`cache`] | a sequence's keys or values of one layer, each KV head's rows contiguous |
+//! | [`forward`] | the forward pass |
 //!
 //! Models it does not take (another architecture, partial rotary, rows
 //! that are not whole blocks) stay on candle's implementation. The GPU
 //! twin of this path is `crate::cuda` (features `cuda`, `cuda-candle`), which loads its
 //! weights through [`weights`].
 
+pub mod attention;
+pub mod cache;
 pub mod forward;
 pub mod ops;
 pub mod pool;
 pub mod quant;
-pub mod scores;
 pub mod simd;
 pub mod weights;
 

@@ -77,18 +77,63 @@ pub fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
     }
 }
 
-/// In-place softmax.
+/// In-place softmax, with [`exp`] (which the compiler vectorizes, where
+/// libm's `expf` is a call per value) and the sum in eight partial sums
+/// like [`dot`]'s.
 pub fn softmax(x: &mut [f32]) {
     let max = x.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
-    let mut sum = 0.0;
     for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
+        *v = exp(*v - max);
     }
-    let inv = 1.0 / sum;
+    let inv = 1.0 / sum(x);
     for v in x.iter_mut() {
         *v *= inv;
     }
+}
+
+/// Σ `x[i]` with eight partial sums, added in [`dot`]'s order.
+fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// e^x within one ulp for x in [-87, 88] (the argument is clamped to that
+/// range: e^-87 ≈ 1.6e-38 stands for every smaller value), from only
+/// multiplications, additions and bit operations (Cody and Waite's
+/// reduction by ln 2 and Cephes' degree-6 polynomial), so a loop of them
+/// vectorizes and every CPU, vector width and kernel set gives the same
+/// bits (no FMA: Rust never fuses on its own).
+#[inline]
+pub fn exp(x: f32) -> f32 {
+    // 1.5 · 2^23: adding it rounds to an integer, which lands in the low
+    // mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    // x − n·ln 2, with ln 2 in two parts so that n·ln2_hi is exact.
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4;
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        0.166_666_65,
+        0.5,
+    ] {
+        p = p * r + c;
+    }
+    let e = p * r * r + r + 1.0;
+    // 2^n from n's bits in `t` (n ≥ -126: a normal float).
+    let pow2 = f32::from_bits((t.to_bits().wrapping_sub(ROUND.to_bits()) + 127) << 23);
+    e * pow2
 }
 
 #[inline]
@@ -116,6 +161,25 @@ pub fn rope(head: &mut [f32], cos: &[f32], sin: &[f32], interleaved: bool) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn exp_is_within_two_ulp() {
+        let ulps = |x: f32| {
+            let want = (x as f64).exp();
+            let got = exp(x) as f64;
+            let ulp = f32::from_bits((want as f32).to_bits() + 1) as f64 - want as f32 as f64;
+            (got - want).abs() / ulp
+        };
+        let mut worst = 0f64;
+        for i in 0..=1_750_000 {
+            let x = -87.0 + i as f32 * 1e-4;
+            worst = worst.max(ulps(x));
+        }
+        assert!(worst <= 2.0, "{worst} ulp");
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-1000.0), exp(-87.0));
+        assert!(exp(f32::NEG_INFINITY) > 0.0 && exp(88.0).is_finite());
+    }
 
     #[test]
     fn dot_handles_tails_and_softmax_sums_to_one() {
