@@ -1,8 +1,8 @@
-//! One core's attention for the query heads of one KV head, hot in cache:
-//! the heads one at a time, as `cpu::forward` ran them before 2026-11-28,
-//! against all of them in one call (`cpu::attention`), which loads each
-//! key and value row once for the group (the same bits). Also the two
-//! halves alone.
+//! One core's attention for the query heads of one KV head, hot in cache
+//! (f16 rows, as the cache keeps them): one head per call (what
+//! `cpu::forward` does when threads outnumber the groups) against all of
+//! them in one call (`cpu::attention`), which loads each key and value
+//! row once for the group; the same bits. Also the two halves alone.
 //!
 //!   cargo run --release -p cocoon-engine --example attention_speed
 
@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use cocoon_engine::cpu::attention::{KvHead, scores, values};
 use cocoon_engine::cpu::simd::Kernels;
+use half::f16;
 
 fn main() {
     let kernels = Kernels::detect();
@@ -18,8 +19,8 @@ fn main() {
     for (hd, seen, group) in [(64, 160, 3), (64, 1024, 3), (128, 160, 4), (128, 1024, 4)] {
         // Three KV heads, this one the second: rows apart as in the cache.
         let kv_dim = 3 * hd;
-        let kv: Vec<f32> = (0..seen * kv_dim)
-            .map(|i| (i as f32 * 0.011).cos())
+        let kv: Vec<f16> = (0..seen * kv_dim)
+            .map(|i| f16::from_f32((i as f32 * 0.011).cos()))
             .collect();
         let row = |p: usize| &kv[p * kv_dim + hd..][..hd];
         let qs: Vec<f32> = (0..group * hd).map(|i| (i as f32 * 0.07).sin()).collect();

@@ -105,7 +105,8 @@ fn chunk_for(rows: usize, threads: usize) -> usize {
 /// Rows per call of the dot kernel ([`Kernels::dot4`]).
 const GROUP: usize = 4;
 
-/// One sequence's KV cache.
+/// One sequence's KV cache ([`Rows`] per layer: f16, each KV head's rows
+/// contiguous).
 pub struct Sequence {
     engine: Arc<Engine>,
     /// Per layer: `len` rows of kv_heads × head_dim (post-rotary keys).

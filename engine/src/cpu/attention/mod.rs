@@ -9,6 +9,8 @@
 pub mod scores;
 pub mod values;
 
+use half::f16;
+
 use super::ops;
 use super::simd::Kernels;
 
@@ -24,7 +26,7 @@ pub struct KvHead<K, V> {
     pub scale: f32,
 }
 
-impl<'k, K: Fn(usize) -> &'k [f32], V: Fn(usize) -> &'k [f32]> KvHead<K, V> {
+impl<'k, K: Fn(usize) -> &'k [f16], V: Fn(usize) -> &'k [f16]> KvHead<K, V> {
     /// Attention of the query heads in `qs` (`head_dim` values each, at
     /// most [`MAX_HEADS`] heads) over positions `0..seen`, into `out`
     /// (the heads one after another, as in `qs`); `scores` is scratch.
@@ -160,7 +162,9 @@ mod tests {
     fn a_group_gives_each_head_its_bits_alone() {
         for kernels in Kernels::available() {
             for (hd, seen) in [(64, 1), (64, 70), (128, 9), (32, 13), (48, 5)] {
-                let (k, v, qs) = (noise(seen * hd, 1), noise(seen * hd, 2), noise(4 * hd, 3));
+                let half = |x: Vec<f32>| x.into_iter().map(f16::from_f32).collect::<Vec<_>>();
+                let (k, v) = (half(noise(seen * hd, 1)), half(noise(seen * hd, 2)));
+                let qs = noise(4 * hd, 3);
                 let head = KvHead {
                     key: |p: usize| &k[p * hd..][..hd],
                     value: |p: usize| &v[p * hd..][..hd],

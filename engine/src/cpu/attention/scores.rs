@@ -12,16 +12,18 @@
 //! `dot4`) was vectorized by LLVM across the four rows, with shuffles and
 //! spills, and lost 15 % of decode; hence the intrinsics.
 
+use half::f16;
+
 use crate::cpu::ops;
 use crate::cpu::simd::Kernels;
 
-/// `out[h * len + p] = ops::dot(qs[h], key(p)) * scale` for every query
-/// head `h` and position `p < len`: the `H` heads of one KV group share
-/// every key row loaded (`len` is `out.len() / H`).
+/// `out[h * len + p] = ops::dot(qs[h], key(p) as f32) * scale` for every
+/// query head `h` and position `p < len`: the `H` heads of one KV group
+/// share every key row loaded (`len` is `out.len() / H`).
 pub fn scores<'a, const H: usize>(
     kernels: Kernels,
     qs: [&[f32]; H],
-    key: impl Fn(usize) -> &'a [f32],
+    key: impl Fn(usize) -> &'a [f16],
     scale: f32,
     out: &mut [f32],
 ) {
@@ -33,7 +35,7 @@ pub fn scores<'a, const H: usize>(
     #[cfg(target_arch = "x86_64")]
     if kernels != Kernels::Scalar && hd.is_multiple_of(8) {
         while done + 4 <= len {
-            let rows: [&[f32]; 4] = std::array::from_fn(|j| key(done + j));
+            let rows: [&[f16]; 4] = std::array::from_fn(|j| key(done + j));
             for r in rows {
                 assert_eq!(r.len(), hd);
             }
@@ -41,9 +43,10 @@ pub fn scores<'a, const H: usize>(
             // weights streamed since evicted it), and the rows are one
             // run within a page, so the next ones are a guess that holds.
             prefetch(rows, 8 * hd);
-            // SAFETY: `detect` saw AVX2 on this CPU (every set but scalar
-            // has it), and each row is as long as every query, a multiple
-            // of 8. With AVX-512 the same code has 32 registers.
+            // SAFETY: `detect` saw AVX2, FMA and F16C on this CPU (every
+            // set but scalar has them), and each row is as long as every
+            // query, a multiple of 8. With AVX-512 the same code has 32
+            // registers.
             let s = unsafe {
                 if kernels == Kernels::Avx512Vnni {
                     avx2::dot4_wide(qs, rows)
@@ -61,23 +64,31 @@ pub fn scores<'a, const H: usize>(
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = kernels;
+    let mut k = vec![0f32; hd];
     for p in done..len {
-        let k = key(p);
+        widen(key(p), &mut k);
         for (h, q) in qs.iter().enumerate() {
-            out[h * len + p] = ops::dot(q, k) * scale;
+            out[h * len + p] = ops::dot(q, &k) * scale;
         }
     }
 }
 
-/// Asks for each row's line(s) `ahead` floats further on. A prefetch of an
+/// A cached row as f32 (exact).
+pub fn widen(row: &[f16], out: &mut [f32]) {
+    for (o, v) in out.iter_mut().zip(row) {
+        *o = v.to_f32();
+    }
+}
+
+/// Asks for each row's line(s) `ahead` values further on. A prefetch of an
 /// address outside the cache (past its end, another page) is harmless.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn prefetch(rows: [&[f32]; 4], ahead: usize) {
+fn prefetch(rows: [&[f16]; 4], ahead: usize) {
     use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
     for r in rows {
         let a = r.as_ptr().wrapping_add(ahead);
-        for line in (0..r.len()).step_by(16) {
+        for line in (0..r.len()).step_by(32) {
             // SAFETY: a prefetch never faults, whatever the address.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(line) as *const i8) };
         }
@@ -86,14 +97,15 @@ fn prefetch(rows: [&[f32]; 4], ahead: usize) {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use half::f16;
     use std::arch::x86_64::*;
 
     /// [`dot4`] compiled where AVX-512 VL gives it 32 vector registers:
     /// three or four heads' sixteen accumulators without spills.
     ///
     /// SAFETY: as [`dot4`], and the CPU has AVX-512 F and VL.
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-    pub unsafe fn dot4_wide<const H: usize>(qs: [&[f32]; H], rows: [&[f32]; 4]) -> [[f32; 4]; H] {
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
+    pub unsafe fn dot4_wide<const H: usize>(qs: [&[f32]; H], rows: [&[f16]; 4]) -> [[f32; 4]; H] {
         // SAFETY: the caller's promise, a superset of dot4's.
         unsafe { dot4(qs, rows) }
     }
@@ -104,16 +116,18 @@ mod avx2 {
     /// `((0 + l0) + l1) + … + l7 + 0`. Each key row is loaded once for all
     /// `H` queries.
     ///
-    /// SAFETY: AVX2 and FMA; every row and query of one length, a multiple
-    /// of 8.
-    #[target_feature(enable = "avx2,fma")]
+    /// SAFETY: AVX2, FMA and F16C; every row and query of one length, a
+    /// multiple of 8.
+    #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    pub unsafe fn dot4<const H: usize>(qs: [&[f32]; H], rows: [&[f32]; 4]) -> [[f32; 4]; H] {
+    pub unsafe fn dot4<const H: usize>(qs: [&[f32]; H], rows: [&[f16]; 4]) -> [[f32; 4]; H] {
         let mut acc = [[_mm256_setzero_ps(); 4]; H];
         for c in (0..rows[0].len()).step_by(8) {
             for j in 0..4 {
                 // SAFETY: c + 8 <= the length of every row and query.
-                let y = unsafe { _mm256_loadu_ps(rows[j].as_ptr().add(c)) };
+                let y = unsafe {
+                    _mm256_cvtph_ps(_mm_loadu_si128(rows[j].as_ptr().add(c) as *const __m128i))
+                };
                 for h in 0..H {
                     let x = unsafe { _mm256_loadu_ps(qs[h].as_ptr().add(c)) };
                     acc[h][j] = _mm256_add_ps(acc[h][j], _mm256_mul_ps(x, y));
@@ -124,7 +138,7 @@ mod avx2 {
     }
 
     /// Each of four vectors' eight lanes summed in `ops::dot`'s order.
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     fn sum_lanes(acc: [__m256; 4]) -> [f32; 4] {
         // Transpose: lane[i] = [acc0[i], acc1[i], acc2[i], acc3[i]].
@@ -165,13 +179,19 @@ mod tests {
         for kernels in Kernels::available() {
             for (hd, seen) in [(64, 7), (128, 33), (32, 4), (256, 1), (80, 10), (20, 6)] {
                 let kv_dim = 3 * hd;
-                let (q, cache) = (noise(4 * hd, 5), noise(seen * kv_dim, 7));
+                let q = noise(4 * hd, 5);
+                let cache: Vec<f16> = noise(seen * kv_dim, 7)
+                    .into_iter()
+                    .map(f16::from_f32)
+                    .collect();
                 let key = |p: usize| &cache[p * kv_dim + hd..][..hd];
                 let q = |h: usize| &q[h * hd..][..hd];
                 let check = |heads: usize, got: &[f32]| {
                     for h in 0..heads {
                         for p in 0..seen {
-                            let want = ops::dot(q(h), key(p)) * 0.125;
+                            let mut k = vec![0f32; hd];
+                            widen(key(p), &mut k);
+                            let want = ops::dot(q(h), &k) * 0.125;
                             assert_eq!(
                                 got[h * seen + p].to_bits(),
                                 want.to_bits(),

@@ -9,16 +9,19 @@
 //! several heads without spilling every accumulator (measured 2026-11-27:
 //! scalar code, decode 10 % slower), hence the intrinsics.
 
+use half::f16;
+
+use super::scores::widen;
 use crate::cpu::ops;
 use crate::cpu::simd::Kernels;
 
-/// `out[h] = Σ_p w[h][p] · row(p)` for `H` heads: `w` holds `len =
+/// `out[h] = Σ_p w[h][p] · row(p) as f32` for `H` heads: `w` holds `len =
 /// w.len() / H` weights per head and `out` `out.len() / H` values per
 /// head, one head after another.
 pub fn weighted<'a, const H: usize>(
     kernels: Kernels,
     w: &[f32],
-    row: impl Fn(usize) -> &'a [f32],
+    row: impl Fn(usize) -> &'a [f16],
     out: &mut [f32],
 ) {
     let (len, n) = (w.len() / H, out.len() / H);
@@ -28,8 +31,9 @@ pub fn weighted<'a, const H: usize>(
         for p in 0..len {
             assert_eq!(row(p).len(), n);
         }
-        // SAFETY: `detect` saw AVX2 on this CPU (every set but scalar has
-        // it), and every row holds `n` values, a multiple of 32.
+        // SAFETY: `detect` saw AVX2, FMA and F16C on this CPU (every set
+        // but scalar has them), and every row holds `n` values, a multiple
+        // of 64.
         unsafe {
             match (kernels == Kernels::Avx512Vnni, H) {
                 (true, ..4) => avx2::weighted_wide::<H, 8>(w, &row, out),
@@ -43,26 +47,34 @@ pub fn weighted<'a, const H: usize>(
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = kernels;
+    // Elsewhere, the rows widened once and summed as f32.
+    let mut rows = vec![0f32; len * n];
+    for (p, r) in rows.chunks_exact_mut(n.max(1)).enumerate() {
+        widen(row(p), r);
+    }
+    let row = |p: usize| &rows[p * n..(p + 1) * n];
     for (w, out) in w
         .chunks_exact(len.max(1))
         .zip(out.chunks_exact_mut(n.max(1)))
     {
-        ops::weighted_rows(w, &row, out);
+        ops::weighted_rows(w, row, out);
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use half::f16;
     use std::arch::x86_64::*;
 
     /// [`weighted`] compiled where AVX-512 VL gives it 32 vector
-    /// registers: four heads' sixteen accumulators without spills.
+    /// registers (three heads' 24 accumulators of 64 values, four heads'
+    /// 16 of 32) without spills.
     ///
     /// SAFETY: as [`weighted`], and the CPU has AVX-512 F and VL.
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
     pub unsafe fn weighted_wide<'a, const H: usize, const V: usize>(
         w: &[f32],
-        row: &impl Fn(usize) -> &'a [f32],
+        row: &impl Fn(usize) -> &'a [f16],
         out: &mut [f32],
     ) {
         // SAFETY: the caller's promise, a superset of weighted's.
@@ -74,13 +86,13 @@ mod avx2 {
     /// one pass) where the registers hold them (one head's 8 of 16, three
     /// heads' 24 of 32), else 32 or 16.
     ///
-    /// SAFETY: AVX2 and FMA; every row holds `out.len() / H` values, a
-    /// multiple of 32.
-    #[target_feature(enable = "avx2,fma")]
+    /// SAFETY: AVX2, FMA and F16C; every row holds `out.len() / H`
+    /// values, a multiple of `8 × V`.
+    #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     pub unsafe fn weighted<'a, const H: usize, const V: usize>(
         w: &[f32],
-        row: &impl Fn(usize) -> &'a [f32],
+        row: &impl Fn(usize) -> &'a [f16],
         out: &mut [f32],
     ) {
         let (len, n) = (w.len() / H, out.len() / H);
@@ -93,7 +105,7 @@ mod avx2 {
                     // Eight rows ahead, as the scores do (a cold cache, one
                     // run per page); a prefetch never faults.
                     let a = r.wrapping_add(8 * n);
-                    for line in (0..n).step_by(16) {
+                    for line in (0..n).step_by(32) {
                         _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(line) as *const i8);
                     }
                 }
@@ -102,7 +114,8 @@ mod avx2 {
                 #[allow(clippy::needless_range_loop)]
                 for i in 0..V {
                     // SAFETY: r points at 8 × V values.
-                    let y = unsafe { _mm256_loadu_ps(r.add(8 * i)) };
+                    let y =
+                        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(r.add(8 * i) as *const __m128i)) };
                     for h in 0..H {
                         acc[h][i] = _mm256_add_ps(acc[h][i], _mm256_mul_ps(s[h], y));
                     }
@@ -129,12 +142,18 @@ mod tests {
         for kernels in Kernels::available() {
             for (hd, seen) in [(64, 7), (128, 33), (32, 1), (80, 10), (20, 6)] {
                 let kv_dim = 3 * hd;
-                let (w, cache) = (noise(4 * seen, 5), noise(seen * kv_dim, 7));
+                let w = noise(4 * seen, 5);
+                let cache: Vec<f16> = noise(seen * kv_dim, 7)
+                    .into_iter()
+                    .map(f16::from_f32)
+                    .collect();
                 let row = |p: usize| &cache[p * kv_dim + hd..][..hd];
+                let wide: Vec<f32> = cache.iter().map(|v| v.to_f32()).collect();
+                let wide_row = |p: usize| &wide[p * kv_dim + hd..][..hd];
                 let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                 let mut want = vec![0f32; 4 * hd];
                 for h in 0..4 {
-                    ops::weighted_rows(&w[h * seen..][..seen], row, &mut want[h * hd..][..hd]);
+                    ops::weighted_rows(&w[h * seen..][..seen], wide_row, &mut want[h * hd..][..hd]);
                 }
                 let mut got = vec![f32::NAN; 4 * hd];
                 weighted::<1>(kernels, &w[..seen], row, &mut got[..hd]);
