@@ -132,7 +132,8 @@ pub fn exp(x: f32) -> f32 {
     }
     let e = p * r * r + r + 1.0;
     // 2^n from n's bits in `t` (n ≥ -126: a normal float).
-    let pow2 = f32::from_bits((t.to_bits().wrapping_sub(ROUND.to_bits()) + 127) << 23);
+    let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
+    let pow2 = f32::from_bits(n_bits.wrapping_add(127) << 23);
     e * pow2
 }
 
