@@ -128,9 +128,14 @@ impl Items {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cpu::ops::tests::noise;
+
+    /// [`noise`] rounded to f16, as the cache holds it.
+    pub(crate) fn half_noise(n: usize, seed: u32) -> Vec<f16> {
+        noise(n, seed).into_iter().map(f16::from_f32).collect()
+    }
 
     /// Every (row, head) pair in exactly one item, with its own KV head.
     #[test]
@@ -162,8 +167,7 @@ mod tests {
     fn a_group_gives_each_head_its_bits_alone() {
         for kernels in Kernels::available() {
             for (hd, seen) in [(64, 1), (64, 70), (128, 9), (32, 13), (48, 5)] {
-                let half = |x: Vec<f32>| x.into_iter().map(f16::from_f32).collect::<Vec<_>>();
-                let (k, v) = (half(noise(seen * hd, 1)), half(noise(seen * hd, 2)));
+                let (k, v) = (half_noise(seen * hd, 1), half_noise(seen * hd, 2));
                 let qs = noise(4 * hd, 3);
                 let head = KvHead {
                     key: |p: usize| &k[p * hd..][..hd],

@@ -172,6 +172,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::attention::tests::half_noise;
     use crate::cpu::ops::tests::noise;
 
     #[test]
@@ -180,10 +181,7 @@ mod tests {
             for (hd, seen) in [(64, 7), (128, 33), (32, 4), (256, 1), (80, 10), (20, 6)] {
                 let kv_dim = 3 * hd;
                 let q = noise(4 * hd, 5);
-                let cache: Vec<f16> = noise(seen * kv_dim, 7)
-                    .into_iter()
-                    .map(f16::from_f32)
-                    .collect();
+                let cache = half_noise(seen * kv_dim, 7);
                 let key = |p: usize| &cache[p * kv_dim + hd..][..hd];
                 let q = |h: usize| &q[h * hd..][..hd];
                 let check = |heads: usize, got: &[f32]| {

@@ -135,6 +135,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::attention::tests::half_noise;
     use crate::cpu::ops::tests::noise;
 
     #[test]
@@ -143,10 +144,7 @@ mod tests {
             for (hd, seen) in [(64, 7), (128, 33), (32, 1), (80, 10), (20, 6)] {
                 let kv_dim = 3 * hd;
                 let w = noise(4 * seen, 5);
-                let cache: Vec<f16> = noise(seen * kv_dim, 7)
-                    .into_iter()
-                    .map(f16::from_f32)
-                    .collect();
+                let cache = half_noise(seen * kv_dim, 7);
                 let row = |p: usize| &cache[p * kv_dim + hd..][..hd];
                 let wide: Vec<f32> = cache.iter().map(|v| v.to_f32()).collect();
                 let wide_row = |p: usize| &wide[p * kv_dim + hd..][..hd];
