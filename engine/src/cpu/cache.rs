@@ -15,6 +15,7 @@
 //! kernel set reads the same values (f16 to f32 is exact).
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 /// Positions per page.
 pub const PAGE: usize = 64;
@@ -62,10 +63,7 @@ impl Rows {
         }
         let base = self.data.len() - page + slot * hd;
         for (h, values) in row.chunks_exact(hd).enumerate() {
-            let dst = &mut self.data[base + h * PAGE * hd..][..hd];
-            for (d, v) in dst.iter_mut().zip(values) {
-                *d = f16::from_f32(*v);
-            }
+            self.data[base + h * PAGE * hd..][..hd].convert_from_f32_slice(values);
         }
         self.len += 1;
     }

@@ -69,6 +69,26 @@ impl<'k, K: Fn(usize) -> &'k [f16], V: Fn(usize) -> &'k [f16]> KvHead<K, V> {
     }
 }
 
+/// Asks for the cache lines of the row `rows` rows after `row` (its
+/// KV head's rows lie one after another within a page). The cache is cold
+/// at every decode step (the weights streamed since evicted it), so the
+/// scores and the value sums ask ahead; a prefetch of an address past the
+/// cache's end or into another page is harmless (it never faults).
+#[inline]
+pub(crate) fn prefetch_ahead(row: &[f16], rows: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let a = row.as_ptr().wrapping_add(rows * row.len());
+        for line in (0..row.len()).step_by(32) {
+            // SAFETY: a prefetch never faults, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(line) as *const i8) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (row, rows);
+}
+
 /// The work items of one attention section: each is one row's query heads
 /// of one KV group, the whole group (in parts of at most [`MAX_HEADS`])
 /// while that gives every thread two items or more, else a head per item

@@ -13,6 +13,7 @@
 //! spills, and lost 15 % of decode; hence the intrinsics.
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use crate::cpu::ops;
 use crate::cpu::simd::Kernels;
@@ -39,10 +40,10 @@ pub fn scores<'a, const H: usize>(
             for r in rows {
                 assert_eq!(r.len(), hd);
             }
-            // Two groups ahead: the cache is cold at every step (the
-            // weights streamed since evicted it), and the rows are one
-            // run within a page, so the next ones are a guess that holds.
-            prefetch(rows, 8 * hd);
+            // Two groups ahead.
+            for r in rows {
+                super::prefetch_ahead(r, 8);
+            }
             // SAFETY: `detect` saw AVX2, FMA and F16C on this CPU (every
             // set but scalar has them), and each row is as long as every
             // query, a multiple of 8. With AVX-512 the same code has 32
@@ -66,31 +67,9 @@ pub fn scores<'a, const H: usize>(
     let _ = kernels;
     let mut k = vec![0f32; hd];
     for p in done..len {
-        widen(key(p), &mut k);
+        key(p).convert_to_f32_slice(&mut k);
         for (h, q) in qs.iter().enumerate() {
             out[h * len + p] = ops::dot(q, &k) * scale;
-        }
-    }
-}
-
-/// A cached row as f32 (exact).
-pub fn widen(row: &[f16], out: &mut [f32]) {
-    for (o, v) in out.iter_mut().zip(row) {
-        *o = v.to_f32();
-    }
-}
-
-/// Asks for each row's line(s) `ahead` values further on. A prefetch of an
-/// address outside the cache (past its end, another page) is harmless.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn prefetch(rows: [&[f16]; 4], ahead: usize) {
-    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-    for r in rows {
-        let a = r.as_ptr().wrapping_add(ahead);
-        for line in (0..r.len()).step_by(32) {
-            // SAFETY: a prefetch never faults, whatever the address.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(line) as *const i8) };
         }
     }
 }
@@ -188,7 +167,7 @@ mod tests {
                     for h in 0..heads {
                         for p in 0..seen {
                             let mut k = vec![0f32; hd];
-                            widen(key(p), &mut k);
+                            key(p).convert_to_f32_slice(&mut k);
                             let want = ops::dot(q(h), &k) * 0.125;
                             assert_eq!(
                                 got[h * seen + p].to_bits(),

@@ -10,8 +10,8 @@
 //! scalar code, decode 10 % slower), hence the intrinsics.
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
-use super::scores::widen;
 use crate::cpu::ops;
 use crate::cpu::simd::Kernels;
 
@@ -50,7 +50,7 @@ pub fn weighted<'a, const H: usize>(
     // Elsewhere, the rows widened once and summed as f32.
     let mut rows = vec![0f32; len * n];
     for (p, r) in rows.chunks_exact_mut(n.max(1)).enumerate() {
-        widen(row(p), r);
+        row(p).convert_to_f32_slice(r);
     }
     let row = |p: usize| &rows[p * n..(p + 1) * n];
     for (w, out) in w
@@ -100,15 +100,12 @@ mod avx2 {
             let mut acc = [[_mm256_setzero_ps(); V]; H];
             for p in 0..len {
                 let s: [__m256; H] = std::array::from_fn(|h| _mm256_set1_ps(w[h * len + p]));
-                let r = row(p)[start..start + 8 * V].as_ptr();
+                let r = row(p);
                 if start == 0 {
-                    // Eight rows ahead, as the scores do (a cold cache, one
-                    // run per page); a prefetch never faults.
-                    let a = r.wrapping_add(8 * n);
-                    for line in (0..n).step_by(32) {
-                        _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(line) as *const i8);
-                    }
+                    // As the scores do, eight rows ahead.
+                    crate::cpu::attention::prefetch_ahead(r, 8);
                 }
+                let r = r[start..start + 8 * V].as_ptr();
                 // Each vector of the row loaded once, into every head's
                 // accumulator at that offset (so not a loop over `acc`).
                 #[allow(clippy::needless_range_loop)]
