@@ -70,10 +70,16 @@ fn one_pass_token_by_token_and_graphs_give_the_same_bits() {
     let plain = cuda::Tuning {
         graphs: false,
         pdl: false,
+        decode: cuda::Decode::Auto,
     };
     let pdl_only = cuda::Tuning {
         graphs: false,
         pdl: true,
+        decode: cuda::Decode::Auto,
+    };
+    let kernels = |decode| cuda::Tuning {
+        decode,
+        ..cuda::Tuning::default()
     };
     for arch in ["llama", "qwen2"] {
         for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
@@ -93,6 +99,15 @@ fn one_pass_token_by_token_and_graphs_give_the_same_bits() {
                 with_pdl == without,
                 "{arch} {dtype:?}: launches with and without PDL differ"
             );
+            // Every decode kernel adds a row's blocks in the same order.
+            for decode in [cuda::Decode::OneRow, cuda::Decode::TwoRows] {
+                let mut other = cuda::Sequence::new(gpu_with(arch, dtype, kernels(decode)));
+                let got = run(|t, p| other.forward(t, p).unwrap());
+                assert!(
+                    got == with_graph,
+                    "{arch} {dtype:?}: {decode:?} decode kernels differ"
+                );
+            }
             // The prompt token by token (every one a decode step, so the
             // graph replays at eight positions).
             let mut single = cuda::Sequence::new(gpu(arch, dtype));

@@ -18,7 +18,9 @@
 //! 5. A folder holding those (compressed) and `bench/gpu/`'s scripts; the
 //!    device runs `bash DIR/run.sh DIR $OUT` (against llama.cpp) or
 //!    `bash DIR/native.sh DIR/cocoon-guest.xz $OUT` (the engine's own CUDA
-//!    path: logits against the CPU engine, speed, a profile of its kernels).
+//!    path: logits against the CPU engine, speed, a profile of its kernels)
+//!    or `VARIANTS=... bash DIR/ab.sh DIR $OUT` (its decode kernels'
+//!    variants against each other in one call).
 //!
 //! The synthetic models are not carried: the binary writes them there
 //! (`cocoon-guest synth-gguf`), since an 8B file is 4.5 GB.
@@ -348,6 +350,7 @@ pub fn run(sh: &Shell, root: &Path, args: &Args) -> Result<()> {
         "roofline.py",
         "collect.py",
         "native.sh",
+        "ab.sh",
         "compare_logits.py",
         "summary.py",
         "ncu_summary.py",

@@ -13,7 +13,7 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 
 use super::weights::{DMatrix, DWeights, check, kind_index, upload_all};
-use crate::cpu::quant::QK;
+use crate::cpu::quant::{QK, WeightKind};
 use crate::cpu::weights::{Unsupported, Weights};
 
 /// The kernels, compiled by `build.rs`.
@@ -47,6 +47,10 @@ struct Kernels {
     /// `[1 row, TILE rows][format]` (formats in [`kind_index`] order).
     matvec: [[CudaFunction; 3]; 2],
     swiglu: [[CudaFunction; 3]; 2],
+    /// The decode step's kernels that load more at once (`Decode`): two
+    /// rows a warp (Q4_0, Q4_1), gate and up together (every format).
+    matvec_r2: [CudaFunction; 2],
+    swiglu_pair: [CudaFunction; 3],
     embed: CudaFunction,
     rmsnorm_quant: CudaFunction,
     rope_store: CudaFunction,
@@ -58,18 +62,26 @@ impl Kernels {
     fn load(ctx: &Arc<CudaContext>) -> Result<Kernels, DriverError> {
         let module = ctx.load_module(Ptx::from_binary(FATBIN.to_vec()))?;
         let f = |name: &str| module.load_function(name);
-        // The formats in `kind_index` order; `rows`: activation rows per
-        // launch, 1 or TILE.
-        let formats = |prefix: &str, rows: usize| -> Result<[CudaFunction; 3], DriverError> {
+        // The formats in `kind_index` order; `suffix`: the instance (the
+        // activation rows per launch, 1 or TILE, or `pair`).
+        let formats = |prefix: &str, suffix: &str| -> Result<[CudaFunction; 3], DriverError> {
             Ok([
-                f(&format!("{prefix}_q4_0_{rows}"))?,
-                f(&format!("{prefix}_q4_1_{rows}"))?,
-                f(&format!("{prefix}_q8_0_{rows}"))?,
+                f(&format!("{prefix}_q4_0_{suffix}"))?,
+                f(&format!("{prefix}_q4_1_{suffix}"))?,
+                f(&format!("{prefix}_q8_0_{suffix}"))?,
             ])
         };
         Ok(Kernels {
-            matvec: [formats("matvec", 1)?, formats("matvec", TILE)?],
-            swiglu: [formats("swiglu", 1)?, formats("swiglu", TILE)?],
+            matvec: [
+                formats("matvec", "1")?,
+                formats("matvec", &TILE.to_string())?,
+            ],
+            swiglu: [
+                formats("swiglu", "1")?,
+                formats("swiglu", &TILE.to_string())?,
+            ],
+            matvec_r2: [f("matvec_q4_0_r2")?, f("matvec_q4_1_r2")?],
+            swiglu_pair: formats("swiglu", "pair")?,
             embed: f("embed")?,
             rmsnorm_quant: f("rmsnorm_quant")?,
             rope_store: f("rope_store")?,
@@ -98,6 +110,25 @@ pub struct Tuning {
     /// has it (sm_90): each may start, and prefetch its weights, while the
     /// one before it finishes (`pdl_wait` in kernels.cu).
     pub pdl: bool,
+    /// The decode step's matrix kernels.
+    pub decode: Decode,
+}
+
+/// Which kernels a decode step's matrix products run. Each adds a row's
+/// blocks in the same order, so all give the same bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decode {
+    /// One weight row a warp and gate before up: the kernels as first
+    /// measured, kept to measure against.
+    OneRow,
+    /// Gate and up loaded together; two rows a warp (4-bit formats) on a
+    /// matrix whose one-row blocks would take more than one wave of the
+    /// GPU (an 8B llama's q|k|v and output matrix), where that measured
+    /// faster and one row a warp slower (kernels.cu, `matvec_rows`).
+    Auto,
+    /// Two rows a warp on every 4-bit matrix: what the tests compare, as
+    /// their small models' matrices all fit in one wave.
+    TwoRows,
 }
 
 impl Default for Tuning {
@@ -105,6 +136,7 @@ impl Default for Tuning {
         Tuning {
             graphs: true,
             pdl: true,
+            decode: Decode::Auto,
         }
     }
 }
@@ -112,12 +144,18 @@ impl Default for Tuning {
 impl Tuning {
     /// The default, less what `COCOON_CUDA_GRAPHS=0` (the launches one by
     /// one) or `COCOON_CUDA_PDL=0` (each kernel after the last has ended)
-    /// turns off: benchmarks measure what each buys.
+    /// turns off, with `COCOON_CUDA_DECODE=one-row` or `two-rows` for
+    /// those [`Decode`] kernels: benchmarks measure what each buys.
     pub fn from_env() -> Tuning {
         let on = |name: &str| std::env::var(name).map_or(true, |v| v != "0");
         Tuning {
             graphs: on("COCOON_CUDA_GRAPHS"),
             pdl: on("COCOON_CUDA_PDL"),
+            decode: match std::env::var("COCOON_CUDA_DECODE").as_deref() {
+                Ok("one-row") => Decode::OneRow,
+                Ok("two-rows") => Decode::TwoRows,
+                _ => Decode::Auto,
+            },
         }
     }
 }
@@ -131,6 +169,8 @@ pub struct Engine {
     inv_freq: CudaSlice<f32>,
     pub tuning: Tuning,
     pub gpu: String,
+    /// The GPU's multiprocessors: what one wave of blocks fills.
+    sms: usize,
     pub capacity: usize,
 }
 
@@ -174,6 +214,9 @@ impl Engine {
             pdl: tuning.pdl && major >= 9,
             ..tuning
         };
+        let sms = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(driver("the multiprocessor count"))?;
         let stream = ctx.new_stream().map_err(driver("a stream"))?;
         let w = upload_all(&stream, weights).map_err(driver("uploading the weights"))?;
         let c = &w.cfg;
@@ -191,6 +234,7 @@ impl Engine {
             inv_freq,
             tuning,
             gpu,
+            sms: sms.max(1) as usize,
             capacity: context.clamp(1, MAX_CONTEXT),
         })
     }
@@ -452,6 +496,32 @@ impl Engine {
     ) -> Result<(), DriverError> {
         let blocks = m.blocks();
         let kind = kind_index(m.kind) as usize;
+        // One row a warp, 8 rows a block of 256 threads, 4 blocks an SM
+        // (the kernels' 64 registers): a wave is 32 rows an SM.
+        let two_rows = match self.tuning.decode {
+            Decode::OneRow => false,
+            Decode::Auto => m.rows > 32 * self.sms,
+            Decode::TwoRows => true,
+        };
+        if n == 1 && two_rows && m.kind != WeightKind::Q8_0 {
+            return self.launch(
+                s,
+                &self.kernels.matvec_r2[kind],
+                (m.rows.div_ceil(16), 1),
+                256,
+                0,
+                &[
+                    Arg::P(at(&m.qs, s)),
+                    Arg::P(at(&m.sc, s)),
+                    Arg::I(m.rows as i32),
+                    Arg::I(blocks as i32),
+                    Arg::P(aq),
+                    Arg::P(ads),
+                    Arg::P(out),
+                    Arg::I(i32::from(add)),
+                ],
+            );
+        }
         for t0 in (0..n).step_by(TILE) {
             let nt = TILE.min(n - t0);
             let f = &self.kernels.matvec[usize::from(n > 1)][kind];
@@ -491,6 +561,27 @@ impl Engine {
         let hblocks = gate.rows / QK;
         let kind = kind_index(gate.kind) as usize;
         debug_assert_eq!(gate.kind, up.kind);
+        if n == 1 && self.tuning.decode != Decode::OneRow {
+            return self.launch(
+                s,
+                &self.kernels.swiglu_pair[kind],
+                (hblocks, 1),
+                256,
+                0,
+                &[
+                    Arg::P(at(&gate.qs, s)),
+                    Arg::P(at(&gate.sc, s)),
+                    Arg::P(at(&up.qs, s)),
+                    Arg::P(at(&up.sc, s)),
+                    Arg::I(gate.rows as i32),
+                    Arg::I(blocks as i32),
+                    Arg::P(aq),
+                    Arg::P(ads),
+                    Arg::P(hq),
+                    Arg::P(hs),
+                ],
+            );
+        }
         for t0 in (0..n).step_by(TILE) {
             let nt = TILE.min(n - t0);
             let f = &self.kernels.swiglu[usize::from(n > 1)][kind];

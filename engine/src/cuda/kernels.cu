@@ -109,35 +109,67 @@ __device__ float block_max(float v, float* scratch) {
     return warp_max(v);
 }
 
-// One weight block's values as eight words of four int8 (or four
-// nibbles, values 0..15, for the 4-bit kinds) and its scale(s).
+// One weight block as loaded, still packed: 16 bytes of nibbles (Q4_0,
+// Q4_1) or 32 bytes of int8 (Q8_0, `hi` the second 16), and the scale as
+// bits (a half d, or Q4_1's half2 (d, m)). Held packed, a block takes 5
+// registers (Q8_0 9) instead of 10 unpacked: more blocks in flight per
+// lane for the same registers.
 template <int K>
-__device__ __forceinline__ void load_block(const uint8_t* __restrict__ qs,
-                                           const void* __restrict__ sc, size_t wb, int w[8],
-                                           float& d, float& m) {
+struct Raw {
+    uint4 lo, hi;
+    uint32_t s;
+};
+
+template <int K>
+__device__ __forceinline__ void load_raw(const uint8_t* __restrict__ qs,
+                                         const void* __restrict__ sc, size_t wb, Raw<K>& r) {
     if (K == Q8_0) {
-        const uint4 lo = __ldg((const uint4*)qs + wb * 2);
-        const uint4 hi = __ldg((const uint4*)qs + wb * 2 + 1);
-        w[0] = lo.x; w[1] = lo.y; w[2] = lo.z; w[3] = lo.w;
-        w[4] = hi.x; w[5] = hi.y; w[6] = hi.z; w[7] = hi.w;
-        d = __half2float(__ldg((const __half*)sc + wb));
-        m = 0.0f;
+        r.lo = __ldg((const uint4*)qs + wb * 2);
+        r.hi = __ldg((const uint4*)qs + wb * 2 + 1);
+    } else {
+        r.lo = __ldg((const uint4*)qs + wb);
+    }
+    if (K == Q4_1)
+        r.s = __ldg((const unsigned int*)sc + wb);
+    else
+        r.s = __ldg((const unsigned short*)sc + wb);
+}
+
+// A packed block's values as eight words of four int8 (or four nibbles,
+// values 0..15, for the 4-bit kinds) and its scale(s).
+template <int K>
+__device__ __forceinline__ void unpack(const Raw<K>& r, int w[8], float& d, float& m) {
+    if (K == Q8_0) {
+        w[0] = r.lo.x; w[1] = r.lo.y; w[2] = r.lo.z; w[3] = r.lo.w;
+        w[4] = r.hi.x; w[5] = r.hi.y; w[6] = r.hi.z; w[7] = r.hi.w;
     } else {
         // Byte j holds value j (low nibble) and value j + 16 (high).
-        const uint4 p = __ldg((const uint4*)qs + wb);
+        const uint4 p = r.lo;
         w[0] = p.x & 0x0f0f0f0f; w[1] = p.y & 0x0f0f0f0f;
         w[2] = p.z & 0x0f0f0f0f; w[3] = p.w & 0x0f0f0f0f;
         w[4] = (p.x >> 4) & 0x0f0f0f0f; w[5] = (p.y >> 4) & 0x0f0f0f0f;
         w[6] = (p.z >> 4) & 0x0f0f0f0f; w[7] = (p.w >> 4) & 0x0f0f0f0f;
-        if (K == Q4_0) {
-            d = __half2float(__ldg((const __half*)sc + wb));
-            m = 0.0f;
-        } else {
-            const float2 dm = __half22float2(__ldg((const __half2*)sc + wb));
-            d = dm.x;
-            m = dm.y;
-        }
     }
+    if (K == Q4_1) {
+        __half2 h;
+        memcpy(&h, &r.s, sizeof h);
+        const float2 dm = __half22float2(h);
+        d = dm.x;
+        m = dm.y;
+    } else {
+        d = __half2float(__ushort_as_half((unsigned short)r.s));
+        m = 0.0f;
+    }
+}
+
+// One weight block, loaded and unpacked.
+template <int K>
+__device__ __forceinline__ void load_block(const uint8_t* __restrict__ qs,
+                                           const void* __restrict__ sc, size_t wb, int w[8],
+                                           float& d, float& m) {
+    Raw<K> r;
+    load_raw<K>(qs, sc, wb, r);
+    unpack<K>(r, w, d, m);
 }
 
 // The L2 prefetch of weight row `row` (values and scales).
@@ -313,6 +345,155 @@ __device__ void swiglu_quant(const uint8_t* __restrict__ gq, const void* __restr
         quantize_block(h[t][lane], hq + ((size_t)t * hblocks + blockIdx.x) * QK,
                        hs + (size_t)t * hblocks + blockIdx.x);
 }
+
+// The decode step's matrix kernel for large matrices (one activation row,
+// two weight rows a warp): a lane keeps its blocks packed (Raw) and loads
+// both rows' U blocks before using any, so a warp has 2 * U * 512 bytes
+// of weights in flight (Q4) instead of U * 512, the two rows share each
+// activation block's loads, and half as many blocks make the waves. On
+// the 8B shape (H200, ncu) the 128k-row output matrix went from 69 % of
+// DRAM bandwidth to 86 % and q|k|v (6144 rows: one wave where one row a
+// warp needed one and a half) from 8.7 to 8.3 us; but a matrix whose
+// one-row blocks fit in one wave lost (the output projection 6.3 -> 8.0
+// us: half the warps, each waiting longer), so forward.rs launches this
+// one only where one row a warp would need more than a wave. (Eight
+// blocks a lane in flight on the down projection's long rows, one row a
+// warp, was slower too: 19.9 against 16.1 us.) Each row's blocks are
+// added in the same order as matvec's (lane, lane + 32, ...), so the
+// results are the same bits (engine/tests/cuda.rs holds them to it).
+template <int K, int R, int U>
+__device__ __forceinline__ void load_rows_raw(const uint8_t* __restrict__ qs,
+                                              const void* __restrict__ sc, int row0, int rows,
+                                              int b0, int blocks, Raw<K> (&c)[R][U]) {
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            if (row0 + r < rows && b0 + 32 * u < blocks)
+                load_raw<K>(qs, sc, (size_t)(row0 + r) * blocks + b0 + 32 * u, c[r][u]);
+}
+
+template <int K, int R, int U>
+__device__ __forceinline__ void rows_dots_raw(const Raw<K> (&c)[R][U], int b0, int blocks,
+                                              const int8_t* __restrict__ aq,
+                                              const float2* __restrict__ as, float acc[R]) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int b = b0 + 32 * u;
+        if (b >= blocks) break;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            int w[8];
+            float d, m;
+            unpack<K>(c[r][u], w, d, m);
+            acc[r] += block_dot<K>(w, d, m, aq, as, 0, blocks, b);
+        }
+    }
+}
+
+// out[row] (+)= W[row] . act for the R rows from warp * R: eight warps a
+// block of 256 threads, 8 * R rows a block. (Rows past `rows` are loaded
+// as nothing and stored nowhere; the R rows of the last warp may straddle
+// the end.)
+template <int K, int R, int U>
+__device__ void matvec_rows(const uint8_t* __restrict__ qs, const void* __restrict__ sc,
+                            int rows, int blocks, const int8_t* __restrict__ aq,
+                            const float2* __restrict__ as, float* __restrict__ out, int add) {
+    const int row0 = (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * R;
+    const int lane = threadIdx.x & 31;
+    // The first chunk in registers while the kernel before still runs
+    // (rows longer than 32 * U blocks load the rest as they go: with the
+    // L2 prefetch of matvec, ptxas spilled).
+    Raw<K> c[R][U];
+    load_rows_raw<K, R, U>(qs, sc, row0, rows, lane, blocks, c);
+    pdl_wait();
+    pdl_launch_next();
+    if (row0 >= rows) return;
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0.0f;
+    rows_dots_raw<K, R, U>(c, lane, blocks, aq, as, acc);
+    for (int b0 = lane + 32 * U; b0 < blocks; b0 += 32 * U) {
+        load_rows_raw<K, R, U>(qs, sc, row0, rows, b0, blocks, c);
+        rows_dots_raw<K, R, U>(c, b0, blocks, aq, as, acc);
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const float v = warp_sum(acc[r]);
+        if (lane == 0 && row0 + r < rows) out[row0 + r] = add ? out[row0 + r] + v : v;
+    }
+}
+
+// swiglu_quant<K, 1> with each row's gate and up blocks loaded together
+// (U of each, packed: 4 KB in flight a warp for Q4 instead of 2 KB, one
+// round trip a row instead of two) and the first row's before the wait:
+// 27.5 us against 31.6 on the 8B shape (H200, ncu). The same additions in
+// the same order: the same bits.
+template <int K, int U>
+__device__ void swiglu_pair(const uint8_t* __restrict__ gq, const void* __restrict__ gs,
+                            const uint8_t* __restrict__ uq, const void* __restrict__ us,
+                            int rows, int blocks, const int8_t* __restrict__ aq,
+                            const float2* __restrict__ as, int8_t* __restrict__ hq,
+                            float2* __restrict__ hs) {
+    __shared__ float h[QK];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int warps = blockDim.x >> 5;
+    Raw<K> g[1][U], u[1][U];
+    const int first = blockIdx.x * QK + warp;
+    load_rows_raw<K, 1, U>(gq, gs, first, rows, lane, blocks, g);
+    load_rows_raw<K, 1, U>(uq, us, first, rows, lane, blocks, u);
+    pdl_wait();
+    pdl_launch_next();
+    for (int k = warp; k < QK; k += warps) {
+        const int row = blockIdx.x * QK + k;
+        // The next row into L2 while this one is worked on.
+        if (k + warps < QK) {
+            prefetch_row<K>(gq, gs, row + warps, blocks);
+            prefetch_row<K>(uq, us, row + warps, blocks);
+        }
+        float gv = 0.0f, uv = 0.0f;
+        for (int b0 = lane;;) {
+            rows_dots_raw<K, 1, U>(g, b0, blocks, aq, as, &gv);
+            rows_dots_raw<K, 1, U>(u, b0, blocks, aq, as, &uv);
+            b0 += 32 * U;
+            if (b0 >= blocks) break;
+            load_rows_raw<K, 1, U>(gq, gs, row, rows, b0, blocks, g);
+            load_rows_raw<K, 1, U>(uq, us, row, rows, b0, blocks, u);
+        }
+        if (k + warps < QK) {
+            load_rows_raw<K, 1, U>(gq, gs, row + warps, rows, lane, blocks, g);
+            load_rows_raw<K, 1, U>(uq, us, row + warps, rows, lane, blocks, u);
+        }
+        gv = warp_sum(gv);
+        uv = warp_sum(uv);
+        if (lane == 0) h[k] = gv / (1.0f + expf(-gv)) * uv;
+    }
+    __syncthreads();
+    if (warp == 0)
+        quantize_block(h[lane], hq + (size_t)blockIdx.x * QK, hs + blockIdx.x);
+}
+
+// Two rows a warp, four blocks each in flight, for the 4-bit formats
+// (Q8_0's blocks are twice the bytes: its decode keeps matvec's one row).
+// At most 64 registers: four blocks of 256 threads an SM.
+#define MATVEC_ROWS(K, R, U, NAME)                                                                \
+    extern "C" __global__ void __launch_bounds__(256, 4) NAME(                                   \
+        const uint8_t* qs, const void* sc, int rows, int blocks, const int8_t* aq,               \
+        const float2* as, float* out, int add) {                                                 \
+        matvec_rows<K, R, U>(qs, sc, rows, blocks, aq, as, out, add);                            \
+    }
+MATVEC_ROWS(Q4_0, 2, 4, matvec_q4_0_r2)
+MATVEC_ROWS(Q4_1, 2, 4, matvec_q4_1_r2)
+
+#define SWIGLU_PAIR(K, U, NAME)                                                                   \
+    extern "C" __global__ void __launch_bounds__(256, 4) NAME(                                   \
+        const uint8_t* gq, const void* gs, const uint8_t* uq, const void* us, int rows,          \
+        int blocks, const int8_t* aq, const float2* as, int8_t* hq, float2* hs) {                \
+        swiglu_pair<K, U>(gq, gs, uq, us, rows, blocks, aq, as, hq, hs);                         \
+    }
+SWIGLU_PAIR(Q4_0, 4, swiglu_q4_0_pair)
+SWIGLU_PAIR(Q4_1, 4, swiglu_q4_1_pair)
+SWIGLU_PAIR(Q8_0, 2, swiglu_q8_0_pair)
 
 #define MATVEC(K, NT, U, NAME)                                                                    \
     extern "C" __global__ void __launch_bounds__(256) NAME(                                      \

@@ -38,7 +38,7 @@
 pub mod forward;
 pub mod weights;
 
-pub use forward::{Engine, Sequence, Tuning};
+pub use forward::{Decode, Engine, Sequence, Tuning};
 
 /// The name of GPU `ordinal` if this process can run the CUDA path on it,
 /// else why not. Never panics: without an NVIDIA driver (no libcuda to
