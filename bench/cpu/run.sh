@@ -24,6 +24,7 @@ if [ -f llama.cpp.tar.xz ] && command -v cmake > /dev/null; then
   tar -xJf llama.cpp.tar.xz -C llama-native/src
   if cmake -S llama-native/src -B llama-native/build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
       -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
+      -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF \
       -DBUILD_SHARED_LIBS=OFF > $OUT/llama-native-build.log 2>&1 \
     && cmake --build llama-native/build -j "$(nproc)" --target llama-bench >> $OUT/llama-native-build.log 2>&1; then
     cp llama-native/build/bin/llama-bench ./llama-bench
