@@ -498,37 +498,24 @@ impl Engine {
         let kind = kind_index(m.kind) as usize;
         // One row a warp, 8 rows a block of 256 threads, 4 blocks an SM
         // (the kernels' 64 registers): a wave is 32 rows an SM.
-        let two_rows = match self.tuning.decode {
-            Decode::OneRow => false,
-            Decode::Auto => m.rows > 32 * self.sms,
-            Decode::TwoRows => true,
+        let two_rows = n == 1
+            && m.kind != WeightKind::Q8_0
+            && match self.tuning.decode {
+                Decode::OneRow => false,
+                Decode::Auto => m.rows > 32 * self.sms,
+                Decode::TwoRows => true,
+            };
+        let (f, rows_per_block) = if two_rows {
+            (&self.kernels.matvec_r2[kind], 16)
+        } else {
+            (&self.kernels.matvec[usize::from(n > 1)][kind], 8)
         };
-        if n == 1 && two_rows && m.kind != WeightKind::Q8_0 {
-            return self.launch(
-                s,
-                &self.kernels.matvec_r2[kind],
-                (m.rows.div_ceil(16), 1),
-                256,
-                0,
-                &[
-                    Arg::P(at(&m.qs, s)),
-                    Arg::P(at(&m.sc, s)),
-                    Arg::I(m.rows as i32),
-                    Arg::I(blocks as i32),
-                    Arg::P(aq),
-                    Arg::P(ads),
-                    Arg::P(out),
-                    Arg::I(i32::from(add)),
-                ],
-            );
-        }
         for t0 in (0..n).step_by(TILE) {
             let nt = TILE.min(n - t0);
-            let f = &self.kernels.matvec[usize::from(n > 1)][kind];
             self.launch(
                 s,
                 f,
-                (m.rows.div_ceil(8), 1),
+                (m.rows.div_ceil(rows_per_block), 1),
                 256,
                 0,
                 &[
@@ -561,30 +548,13 @@ impl Engine {
         let hblocks = gate.rows / QK;
         let kind = kind_index(gate.kind) as usize;
         debug_assert_eq!(gate.kind, up.kind);
-        if n == 1 && self.tuning.decode != Decode::OneRow {
-            return self.launch(
-                s,
-                &self.kernels.swiglu_pair[kind],
-                (hblocks, 1),
-                256,
-                0,
-                &[
-                    Arg::P(at(&gate.qs, s)),
-                    Arg::P(at(&gate.sc, s)),
-                    Arg::P(at(&up.qs, s)),
-                    Arg::P(at(&up.sc, s)),
-                    Arg::I(gate.rows as i32),
-                    Arg::I(blocks as i32),
-                    Arg::P(aq),
-                    Arg::P(ads),
-                    Arg::P(hq),
-                    Arg::P(hs),
-                ],
-            );
-        }
+        let f = if n == 1 && self.tuning.decode != Decode::OneRow {
+            &self.kernels.swiglu_pair[kind]
+        } else {
+            &self.kernels.swiglu[usize::from(n > 1)][kind]
+        };
         for t0 in (0..n).step_by(TILE) {
             let nt = TILE.min(n - t0);
-            let f = &self.kernels.swiglu[usize::from(n > 1)][kind];
             self.launch(
                 s,
                 f,

@@ -475,20 +475,23 @@ __device__ void swiglu_pair(const uint8_t* __restrict__ gq, const void* __restri
 
 // Two rows a warp, four blocks each in flight, for the 4-bit formats
 // (Q8_0's blocks are twice the bytes: its decode keeps matvec's one row).
-// At most 64 registers: four blocks of 256 threads an SM.
+// At most 64 registers: four blocks of 256 threads an SM. The parameters
+// are MATVEC's, so that forward.rs launches either the same way; nt (1)
+// and out_stride go unused (one activation row).
 #define MATVEC_ROWS(K, R, U, NAME)                                                                \
     extern "C" __global__ void __launch_bounds__(256, 4) NAME(                                   \
         const uint8_t* qs, const void* sc, int rows, int blocks, const int8_t* aq,               \
-        const float2* as, float* out, int add) {                                                 \
+        const float2* as, int nt, float* out, int out_stride, int add) {                         \
         matvec_rows<K, R, U>(qs, sc, rows, blocks, aq, as, out, add);                            \
     }
 MATVEC_ROWS(Q4_0, 2, 4, matvec_q4_0_r2)
 MATVEC_ROWS(Q4_1, 2, 4, matvec_q4_1_r2)
 
+// SWIGLU's parameters (nt, 1, unused), as MATVEC_ROWS has MATVEC's.
 #define SWIGLU_PAIR(K, U, NAME)                                                                   \
     extern "C" __global__ void __launch_bounds__(256, 4) NAME(                                   \
         const uint8_t* gq, const void* gs, const uint8_t* uq, const void* us, int rows,          \
-        int blocks, const int8_t* aq, const float2* as, int8_t* hq, float2* hs) {                \
+        int blocks, const int8_t* aq, const float2* as, int nt, int8_t* hq, float2* hs) {        \
         swiglu_pair<K, U>(gq, gs, uq, us, rows, blocks, aq, as, hq, hs);                         \
     }
 SWIGLU_PAIR(Q4_0, 4, swiglu_q4_0_pair)
