@@ -1,10 +1,10 @@
 #!/bin/bash
 # Variants of the engine's own CUDA decode against each other in one device
 # call, on one card: the same binary under environment switches (those
-# Tuning::from_env reads, e.g. COCOON_CUDA_PACKED=0) and, with BASE=an
+# Tuning::from_env reads, e.g. COCOON_CUDA_DECODE=one-row) and, with BASE=an
 # earlier build's cocoon-guest.xz, that build too.
 #
-#   VARIANTS="COCOON_CUDA_PACKED=0" [BASE=OLD/cocoon-guest.xz] [ROUNDS=2] \
+#   VARIANTS="COCOON_CUDA_DECODE=one-row" [BASE=OLD/cocoon-guest.xz] [ROUNDS=2] \
 #     [SHAPES="llama-3.1-8b llama-3.2-1b smollm2-135m"] bench/gpu/ab.sh DIR OUT
 #
 # DIR is the folder `cargo xtask gpu-bench-prepare` writes (cocoon-guest.xz,
