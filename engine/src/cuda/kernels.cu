@@ -182,6 +182,15 @@ __device__ __forceinline__ void prefetch_row(const uint8_t* qs, const void* sc, 
     prefetch_span((const uint8_t*)sc + base * sb, (size_t)blocks * sb);
 }
 
+// The L2 prefetch of row `row` of both gate and up.
+template <int K>
+__device__ __forceinline__ void prefetch_gate_up(const uint8_t* gq, const void* gs,
+                                                 const uint8_t* uq, const void* us, int row,
+                                                 int blocks) {
+    prefetch_row<K>(gq, gs, row, blocks);
+    prefetch_row<K>(uq, us, row, blocks);
+}
+
 // U weight blocks of a row, as one lane holds them: blocks b0, b0 + 32,
 // ..., b0 + 32 (U - 1) (those before `blocks`).
 template <int K, int U>
@@ -318,16 +327,12 @@ __device__ void swiglu_quant(const uint8_t* __restrict__ gq, const void* __restr
     constexpr int U = NT == 1 ? 4 : 2;
     // A warp's first rows come into L2 while the kernel before runs; each
     // next one while the warp works on the one before.
-    prefetch_row<K>(gq, gs, blockIdx.x * QK + warp, blocks);
-    prefetch_row<K>(uq, us, blockIdx.x * QK + warp, blocks);
+    prefetch_gate_up<K>(gq, gs, uq, us, blockIdx.x * QK + warp, blocks);
     pdl_wait();
     pdl_launch_next();
     for (int k = warp; k < QK; k += warps) {
         const int row = blockIdx.x * QK + k;
-        if (k + warps < QK) {
-            prefetch_row<K>(gq, gs, row + warps, blocks);
-            prefetch_row<K>(uq, us, row + warps, blocks);
-        }
+        if (k + warps < QK) prefetch_gate_up<K>(gq, gs, uq, us, row + warps, blocks);
         float g[NT], u[NT];
 #pragma unroll
         for (int t = 0; t < NT; t++) g[t] = u[t] = 0.0f;
@@ -447,10 +452,7 @@ __device__ void swiglu_pair(const uint8_t* __restrict__ gq, const void* __restri
     for (int k = warp; k < QK; k += warps) {
         const int row = blockIdx.x * QK + k;
         // The next row into L2 while this one is worked on.
-        if (k + warps < QK) {
-            prefetch_row<K>(gq, gs, row + warps, blocks);
-            prefetch_row<K>(uq, us, row + warps, blocks);
-        }
+        if (k + warps < QK) prefetch_gate_up<K>(gq, gs, uq, us, row + warps, blocks);
         float gv = 0.0f, uv = 0.0f;
         for (int b0 = lane;;) {
             rows_dots_raw<K, 1, U>(g, b0, blocks, aq, as, &gv);
